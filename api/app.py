@@ -1,0 +1,59 @@
+"""The Litestar application: built from a `Container`, never at import time."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+
+from api.errors import EXCEPTION_HANDLERS
+from api.health import HealthController, dependencies_for
+from api.middleware import request_id_middleware
+from infra.bootstrap import Container, bootstrap
+from infra.logs import configure
+
+API_VERSION = "0.1.0"
+
+
+def create_app(container: Container | None = None) -> Litestar:
+    """Wire controllers, error mapping, metrics and OpenAPI around ``container``."""
+    container = container or bootstrap()
+    configure(container.settings.log_level)
+    health_pool = ThreadPoolExecutor(max_workers=12, thread_name_prefix="health")
+    prometheus = PrometheusConfig(
+        app_name="iconmarket",
+        prefix="iconmarket",
+        group_path=True,
+        exclude=["/metrics"],
+    )
+
+    def shutdown() -> None:
+        health_pool.shutdown(wait=False, cancel_futures=True)
+        container.close()
+
+    return Litestar(
+        route_handlers=[HealthController, PrometheusController],
+        dependencies=dependencies_for(container, health_pool),
+        middleware=[request_id_middleware, prometheus.middleware],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=OpenAPIConfig(
+            title="iconmarket API",
+            version=API_VERSION,
+            description="Event-sourced SVG icon marketplace. Errors are RFC 9457 problem+json "
+            "documents with a stable `code`.",
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin(), ScalarRenderPlugin(path="/scalar")],
+        ),
+        on_startup=[container.warm],
+        on_shutdown=[shutdown],
+        logging_config=None,
+        debug=False,
+    )
+
+
+def app_factory() -> Litestar:
+    """Entry point for uvicorn's --factory."""
+    return create_app()

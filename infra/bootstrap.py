@@ -1,0 +1,122 @@
+"""The one composition root: builds every client and adapter from one `Settings` object.
+
+Nothing here connects at import time; clients are created on first use and closed by `close()`.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from infra.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    import redis
+    import stripe
+    from psycopg_pool import ConnectionPool
+
+
+class Container:
+    """Lazily built clients for one process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+
+    @cached_property
+    def postgres_pool(self) -> ConnectionPool:
+        from psycopg_pool import ConnectionPool
+
+        s = self.settings
+        return ConnectionPool(
+            s.postgres_dsn,
+            min_size=1,
+            max_size=s.postgres_pool_size,
+            open=True,
+            timeout=s.postgres_connect_timeout_s,
+            name="iconmarket",
+        )
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        import redis as redis_lib
+
+        s = self.settings
+        return redis_lib.Redis(
+            host=s.redis_host,
+            port=s.redis_port,
+            socket_timeout=s.health_timeout_s,
+            socket_connect_timeout=s.health_timeout_s,
+            max_connections=64,
+        )
+
+    @cached_property
+    def opensearch(self) -> Any:
+        from opensearchpy import OpenSearch
+
+        return OpenSearch(
+            hosts=[self.settings.opensearch_url],
+            timeout=self.settings.health_timeout_s,
+            max_retries=0,
+        )
+
+    @cached_property
+    def s3(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        s = self.settings
+        return boto3.client(
+            "s3",
+            endpoint_url=s.s3_endpoint or None,
+            region_name=s.s3_region,
+            aws_access_key_id=s.s3_access_key,
+            aws_secret_access_key=s.s3_secret_key,
+            config=Config(
+                signature_version="s3v4",
+                s3={"addressing_style": "path"},
+                connect_timeout=s.health_timeout_s,
+                read_timeout=10,
+                retries={"max_attempts": 2},
+            ),
+        )
+
+    @cached_property
+    def stripe(self) -> stripe.StripeClient:
+        import stripe as stripe_lib
+
+        return stripe_lib.StripeClient(
+            self.settings.stripe_secret_key,
+            base_addresses={"api": self.settings.stripe_api_base},
+            max_network_retries=2,
+        )
+
+    def kafka_admin(self) -> Any:
+        """A new Kafka admin client; the caller closes it."""
+        from kafka import KafkaAdminClient
+
+        return KafkaAdminClient(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            client_id="iconmarket-admin",
+            request_timeout_ms=int(self.settings.health_timeout_s * 1000),
+        )
+
+    def warm(self) -> None:
+        """Build the clients (imports, config) up front so the first request pays nothing."""
+        for name in ("redis", "opensearch", "s3", "stripe"):
+            getattr(self, name)
+
+    def close(self) -> None:
+        for name in ("postgres_pool", "redis"):
+            client = self.__dict__.pop(name, None)
+            if client is not None:
+                client.close()
+        self.__dict__.pop("opensearch", None)
+        self.__dict__.pop("s3", None)
+        self.__dict__.pop("stripe", None)
+
+
+def bootstrap(settings: Settings | None = None) -> Container:
+    """Build the container for this process from ``settings`` (default: the environment)."""
+    return Container(settings or load_settings())

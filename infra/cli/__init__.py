@@ -1,0 +1,40 @@
+"""The one `iconmarket` command line: subcommands, each with its own --help."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from infra.cli import config_cmd, run_cmd, stack_cmd
+from infra.settings import SettingsError
+from infra.stack.base import StackError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="iconmarket",
+        description="iconmarket: an event-sourced SVG icon marketplace backend.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    stack_cmd.register(commands)
+    config_cmd.register(commands)
+    run_cmd.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.handler(args)
+    except (StackError, SettingsError) as exc:
+        print(f"iconmarket: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

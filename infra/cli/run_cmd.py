@@ -1,0 +1,153 @@
+"""`iconmarket init | api | run | health`: prepare the services and run the processes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from rich.console import Console
+
+from infra.bootstrap import bootstrap
+from infra.health import check_all
+from infra.provision import provision
+from infra.settings import Settings, load_settings
+from infra.stack import manager
+from infra.stack.base import StackContext
+
+
+def register(commands: Any) -> None:
+    init = commands.add_parser(
+        "init",
+        help="create topics and buckets (idempotent)",
+        description="Create the Kafka topics and S3 buckets iconmarket expects. Safe to repeat.",
+    )
+    init.set_defaults(handler=_init)
+
+    api = commands.add_parser(
+        "api",
+        help="serve the HTTP API (uvicorn)",
+        description="Serve the Litestar API on ICONMARKET_API_HOST:ICONMARKET_API_PORT.",
+    )
+    api.set_defaults(handler=_api)
+
+    health = commands.add_parser(
+        "health",
+        help="probe every dependency once and print the result as JSON",
+        description="The same probes as GET /health/ready; exit 1 when any is down.",
+    )
+    health.set_defaults(handler=_health)
+
+    run = commands.add_parser(
+        "run",
+        help="stack up, init, then run the API and workers under one supervisor",
+        description="Start the local stack, provision it, then run the API and every worker as "
+        "child processes. Ctrl-C (or SIGTERM) stops them all.",
+    )
+    run.add_argument(
+        "--no-stack",
+        action="store_true",
+        help="do not start the local stack (use already running services)",
+    )
+    run.set_defaults(handler=_run)
+
+
+def _init(_args: argparse.Namespace) -> int:
+    console = Console(stderr=True)
+    container = bootstrap()
+    try:
+        provision(container, lambda message: console.print(message, highlight=False))
+    finally:
+        container.close()
+    console.print("init: done")
+    return 0
+
+
+def _api(_args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = load_settings()
+    uvicorn.run(
+        "api.app:app_factory",
+        factory=True,
+        host=settings.api_host,
+        port=settings.api_port,
+        workers=settings.api_workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+    )
+    return 0
+
+
+def _health(_args: argparse.Namespace) -> int:
+    container = bootstrap()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = check_all(container, pool)
+    container.close()
+    print(json.dumps([r.__dict__ for r in results], indent=2))
+    return 0 if all(r.up for r in results) else 1
+
+
+def processes(settings: Settings) -> dict[str, list[str]]:
+    """The long-running processes of `iconmarket run`; workers join as they are built."""
+    del settings
+    return {"api": [sys.executable, "-m", "infra.cli", "api"]}
+
+
+def _run(args: argparse.Namespace) -> int:
+    console = Console(stderr=True)
+    settings = load_settings()
+    report = lambda message: console.print(message, highlight=False)  # noqa: E731
+    if not args.no_stack:
+        manager.up(StackContext.from_settings(settings), None, report)
+    container = bootstrap(settings)
+    try:
+        provision(container, report)
+    finally:
+        container.close()
+    return supervise(processes(settings), settings, console)
+
+
+def supervise(commands: dict[str, list[str]], settings: Settings, console: Console) -> int:
+    children = {
+        name: subprocess.Popen(argv, env=os.environ.copy()) for name, argv in commands.items()
+    }
+    stopping = False
+
+    def stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    console.print(
+        f"\n[bold]iconmarket is running[/]  (Ctrl-C stops everything)\n"
+        f"  API docs   {base}/schema\n  health     {base}/health/ready\n"
+        f"  metrics    {base}/metrics\n  processes  {', '.join(children)}\n",
+        highlight=False,
+    )
+    exit_code = 0
+    while not stopping:
+        for name, child in children.items():
+            if child.poll() is not None:
+                console.print(f"[red]{name} exited with {child.returncode}; stopping all[/]")
+                exit_code = child.returncode or 1
+                stopping = True
+        time.sleep(0.2)
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children.values():
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return exit_code

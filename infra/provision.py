@@ -1,0 +1,44 @@
+"""Create what the app expects to exist in its services (idempotent): topics, buckets."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+from infra.bootstrap import Container
+from stream.topics import all_topics
+
+Report = Callable[[str], None]
+
+
+def ensure_topics(container: Container, report: Report) -> None:
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = container.kafka_admin()
+    try:
+        existing = set(admin.list_topics())
+        missing = [topic for topic in all_topics() if topic not in existing]
+        if missing:
+            partitions = container.settings.kafka_partitions
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics(
+                    [NewTopic(topic, partitions, 1) for topic in missing], timeout_ms=10_000
+                )
+            report(f"kafka: created topics {', '.join(missing)}")
+    finally:
+        admin.close()
+
+
+def ensure_buckets(container: Container, report: Report) -> None:
+    s = container.settings
+    existing = {bucket["Name"] for bucket in container.s3.list_buckets().get("Buckets", [])}
+    for bucket in (s.s3_bucket_private, s.s3_bucket_public):
+        if bucket not in existing:
+            container.s3.create_bucket(Bucket=bucket)
+            report(f"s3: created bucket {bucket}")
+
+
+def provision(container: Container, report: Report) -> None:
+    ensure_topics(container, report)
+    ensure_buckets(container, report)

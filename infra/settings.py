@@ -1,0 +1,224 @@
+"""One typed settings object, read from the environment.
+
+Every field maps to one ``ICONMARKET_*`` variable; its docstring-like ``doc`` is the source of
+``.env.example`` and ``docs/configuration.md`` (``iconmarket config docs`` regenerates both).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PREFIX = "ICONMARKET_"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value that cannot be read as its setting's type."""
+
+
+def _setting(default: Any, doc: str, *, secret: bool = False, group: str = "general") -> Any:
+    return field(default=default, metadata={"doc": doc, "secret": secret, "group": group})
+
+
+def _default_cache_dir() -> str:
+    if os.geteuid() == 0:
+        return "/var/cache/iconmarket"
+    return str(Path.home() / ".cache" / "iconmarket")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything iconmarket reads from its environment."""
+
+    env: str = _setting("dev", "Deployment name: dev, test or prod. Shown in logs and /health.")
+    log_level: str = _setting("INFO", "Log level of the JSON logs (DEBUG, INFO, WARNING, ERROR).")
+
+    api_host: str = _setting("127.0.0.1", "Address the HTTP API binds to.", group="api")
+    api_port: int = _setting(8000, "Port the HTTP API listens on.", group="api")
+    api_workers: int = _setting(1, "Uvicorn worker processes for the API.", group="api")
+    health_timeout_s: float = _setting(
+        2.0, "Seconds each dependency check in /health/ready may take.", group="api"
+    )
+    jwt_secret: str = _setting(
+        "dev-only-change-me-0123456789abcdef",
+        "HMAC secret that signs access and refresh tokens. Set a long random value in prod.",
+        secret=True,
+        group="api",
+    )
+
+    postgres_host: str = _setting("127.0.0.1", "PostgreSQL host.", group="postgres")
+    postgres_port: int = _setting(15432, "PostgreSQL port.", group="postgres")
+    postgres_db: str = _setting(
+        "iconmarket", "PostgreSQL database of the event store.", group="postgres"
+    )
+    postgres_user: str = _setting("iconmarket", "PostgreSQL user.", group="postgres")
+    postgres_password: str = _setting(
+        "iconmarket", "PostgreSQL password.", secret=True, group="postgres"
+    )
+    postgres_connect_timeout_s: int = _setting(
+        5, "Seconds to wait for a PostgreSQL connection.", group="postgres"
+    )
+    postgres_lock_timeout_s: int = _setting(
+        5, "Seconds a writer waits for the event table lock before failing.", group="postgres"
+    )
+    postgres_pool_size: int = _setting(
+        5, "Connections kept in each event-store pool.", group="postgres"
+    )
+
+    redis_host: str = _setting("127.0.0.1", "Redis host.", group="redis")
+    redis_port: int = _setting(16379, "Redis port.", group="redis")
+
+    kafka_bootstrap: str = _setting(
+        "127.0.0.1:19092", "Kafka bootstrap servers, comma separated.", group="kafka"
+    )
+    kafka_controller_port: int = _setting(
+        19093, "Port of the local KRaft controller listener (local stack only).", group="kafka"
+    )
+    kafka_partitions: int = _setting(3, "Partitions per iconmarket topic.", group="kafka")
+
+    opensearch_url: str = _setting(
+        "http://127.0.0.1:19200", "OpenSearch base URL.", group="opensearch"
+    )
+    opensearch_transport_port: int = _setting(
+        19300, "OpenSearch transport port (local stack only).", group="opensearch"
+    )
+    opensearch_heap: str = _setting(
+        "512m", "OpenSearch JVM heap (local stack only).", group="opensearch"
+    )
+
+    s3_endpoint: str = _setting(
+        "http://127.0.0.1:19000",
+        "S3 endpoint URL; leave empty to use AWS's own endpoints.",
+        group="s3",
+    )
+    s3_region: str = _setting("us-east-1", "S3 region.", group="s3")
+    s3_access_key: str = _setting("iconmarket", "S3 access key id.", secret=True, group="s3")
+    s3_secret_key: str = _setting(
+        "iconmarket-secret", "S3 secret access key.", secret=True, group="s3"
+    )
+    s3_bucket_private: str = _setting(
+        "iconmarket-private", "Bucket for originals and paid derivatives.", group="s3"
+    )
+    s3_bucket_public: str = _setting(
+        "iconmarket-public", "Bucket for public watermarked previews.", group="s3"
+    )
+    s3_console_port: int = _setting(
+        19001, "Port of the object server's web console (local stack only).", group="s3"
+    )
+
+    stripe_api_base: str = _setting(
+        "http://127.0.0.1:12111",
+        "Stripe API base URL; the local stack runs stripe-mock here. Use https://api.stripe.com "
+        "in prod.",
+        group="stripe",
+    )
+    stripe_secret_key: str = _setting(
+        "sk_test_123", "Stripe secret API key.", secret=True, group="stripe"
+    )
+    stripe_webhook_secret: str = _setting(
+        "whsec_test_iconmarket",
+        "Stripe webhook endpoint signing secret.",
+        secret=True,
+        group="stripe",
+    )
+
+    state_dir: str = _setting(
+        str(REPO_ROOT / ".stack"),
+        "Local stack: data, logs and pid files of the services (git-ignored).",
+        group="stack",
+    )
+    cache_dir: str = _setting(
+        "",
+        "Local stack: downloads and builds, kept outside the repo so a second `stack up` is "
+        "fast. Empty means /var/cache/iconmarket for root, else ~/.cache/iconmarket.",
+        group="stack",
+    )
+    service_user: str = _setting(
+        "iconmarket",
+        "Local stack: unprivileged user the services run as when the stack is started by root "
+        "(PostgreSQL and OpenSearch refuse to run as root).",
+        group="stack",
+    )
+    stack_ready_timeout_s: float = _setting(
+        180.0, "Local stack: seconds to wait for one service to become ready.", group="stack"
+    )
+
+    @property
+    def postgres_dsn(self) -> str:
+        return (
+            f"postgresql://{self.postgres_user}:{self.postgres_password}@{self.postgres_host}:"
+            f"{self.postgres_port}/{self.postgres_db}?connect_timeout={self.postgres_connect_timeout_s}"
+        )
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://{self.redis_host}:{self.redis_port}/0"
+
+    @property
+    def resolved_cache_dir(self) -> Path:
+        return Path(self.cache_dir or _default_cache_dir())
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict with every secret replaced, safe to log or print."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = "***" if f.metadata.get("secret") and value else value
+        return out
+
+    def __repr__(self) -> str:
+        return f"Settings({self.redacted()!r})"
+
+
+def env_name(field_name: str) -> str:
+    return PREFIX + field_name.upper()
+
+
+def _convert(raw: str, target: Any, name: str) -> Any:
+    try:
+        if target in (int, "int"):
+            return int(raw)
+        if target in (float, "float"):
+            return float(raw)
+        if target in (bool, "bool"):
+            lowered = raw.strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r} is not a valid {target}") from exc
+    return raw
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings from ``environ`` (default: the process environment)."""
+    source = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(Settings):
+        name = env_name(f.name)
+        if name in source:
+            values[f.name] = _convert(source[name], f.type, name)
+    return Settings(**values)
+
+
+def setting_docs() -> list[dict[str, Any]]:
+    """One row per setting: variable name, default, group, secret flag and description."""
+    rows = []
+    for f in dataclasses.fields(Settings):
+        rows.append(
+            {
+                "name": env_name(f.name),
+                "default": f.default,
+                "group": f.metadata["group"],
+                "secret": f.metadata["secret"],
+                "doc": f.metadata["doc"],
+            }
+        )
+    return rows

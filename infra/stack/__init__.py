@@ -1,0 +1,1 @@
+"""The native local service stack: real PostgreSQL, Redis, Kafka, OpenSearch, S3 and stripe-mock."""

@@ -1,0 +1,83 @@
+"""The S3-compatible object server: MinIO, built from source with `go install`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from infra.stack.artifacts import cached, go_install
+from infra.stack.base import Service, StackContext, StackError
+
+MINIO_MODULE = "github.com/minio/minio"
+MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
+
+
+class ObjectStore(Service):
+    name = "s3"
+
+    @property
+    def version(self) -> str:
+        return f"minio {MINIO_VERSION.rsplit('-', 2)[1][:8]}"
+
+    def port(self, ctx: StackContext) -> int:
+        return int(ctx.settings.s3_endpoint.rstrip("/").rsplit(":", 1)[1])
+
+    def _bin(self, ctx: StackContext) -> Path:
+        return ctx.cache_dir / "minio" / MINIO_VERSION
+
+    def install(self, ctx: StackContext) -> None:
+        cached(self._bin(ctx), lambda work: go_install(MINIO_MODULE, MINIO_VERSION, work))
+
+    def prepare(self, ctx: StackContext) -> None:
+        self.data_dir(ctx).mkdir(parents=True, exist_ok=True)
+        ctx.own(ctx.service_dir(self.name))
+
+    def command(self, ctx: StackContext) -> list[str]:
+        s = ctx.settings
+        host = s.s3_endpoint.split("//", 1)[1].rsplit(":", 1)[0]
+        return [
+            str(self._bin(ctx) / "minio"),
+            "server",
+            str(self.data_dir(ctx)),
+            "--address",
+            f"{host}:{self.port(ctx)}",
+            "--console-address",
+            f"{host}:{s.s3_console_port}",
+            "--quiet",
+        ]
+
+    def environment(self, ctx: StackContext) -> dict[str, str]:
+        s = ctx.settings
+        return {
+            **super().environment(ctx),
+            "HOME": str(ctx.service_dir(self.name)),
+            "MINIO_ROOT_USER": s.s3_access_key,
+            "MINIO_ROOT_PASSWORD": s.s3_secret_key,
+            "MINIO_UPDATE": "off",
+            "MINIO_REGION": s.s3_region,
+        }
+
+    def _client(self, ctx: StackContext):  # type: ignore[no-untyped-def]
+        import boto3
+        from botocore.config import Config
+
+        s = ctx.settings
+        return boto3.client(
+            "s3",
+            endpoint_url=s.s3_endpoint,
+            region_name=s.s3_region,
+            aws_access_key_id=s.s3_access_key,
+            aws_secret_access_key=s.s3_secret_key,
+            config=Config(connect_timeout=2, read_timeout=4, retries={"max_attempts": 1}),
+        )
+
+    def check(self, ctx: StackContext) -> None:
+        response = self._client(ctx).list_buckets()
+        if response["ResponseMetadata"]["HTTPStatusCode"] != 200:
+            raise StackError(f"s3 ListBuckets answered {response['ResponseMetadata']}")
+
+    def after_ready(self, ctx: StackContext) -> None:
+        client = self._client(ctx)
+        existing = {bucket["Name"] for bucket in client.list_buckets().get("Buckets", [])}
+        for bucket in (ctx.settings.s3_bucket_private, ctx.settings.s3_bucket_public):
+            if bucket not in existing:
+                client.create_bucket(Bucket=bucket)
