@@ -34,10 +34,10 @@ def create_app(container: Container | None = None) -> Litestar:
         health_pool.shutdown(wait=False, cancel_futures=True)
         container.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[HealthController, PrometheusController],
         dependencies=dependencies_for(container, health_pool),
-        middleware=[request_id_middleware, prometheus.middleware],
+        middleware=[prometheus.middleware],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(
             title="iconmarket API",
@@ -52,6 +52,9 @@ def create_app(container: Container | None = None) -> Litestar:
         logging_config=None,
         debug=False,
     )
+    # Outermost, so that requests no route matched (404, 405) get an id and a log line too.
+    app.asgi_handler = request_id_middleware(app.asgi_handler)
+    return app
 
 
 def app_factory() -> Litestar:

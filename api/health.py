@@ -8,6 +8,8 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Response, get
+from litestar.di import NamedDependency
+from litestar.params import SkipValidation
 
 from infra.bootstrap import Container
 from infra.health import check_all
@@ -45,7 +47,9 @@ class HealthController(Controller):
         responses={},
     )
     async def ready(
-        self, container: Container, health_pool: ThreadPoolExecutor
+        self,
+        container: NamedDependency[SkipValidation[Container]],
+        health_pool: NamedDependency[SkipValidation[ThreadPoolExecutor]],
     ) -> Response[Readiness]:
         results = await asyncio.get_running_loop().run_in_executor(
             None, check_all, container, health_pool

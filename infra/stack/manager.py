@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -110,6 +111,7 @@ def up(ctx: StackContext, names: Sequence[str] | None, report: Report) -> None:
     for service in services:
         pid = running_pid(service, ctx)
         if pid is None:
+            _check_port_free(service, ctx)
             ctx.service_dir(service.name).mkdir(parents=True, exist_ok=True)
             service.prepare(ctx)
             pid = process.spawn(
@@ -138,6 +140,19 @@ def up(ctx: StackContext, names: Sequence[str] | None, report: Report) -> None:
                 errors.append(str(exc))
         if errors:
             raise StackError("\n\n".join(errors))
+
+
+def _check_port_free(service: Service, ctx: StackContext) -> None:
+    port = service.port(ctx)
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        in_use = sock.connect_ex(("127.0.0.1", port)) == 0
+    if in_use:
+        raise StackError(
+            f"{service.name}: port {port} is already taken by a process this stack did not start "
+            f"(its pid file is {service.pid_file(ctx)}). Stop that process, or give iconmarket "
+            "another port through the ICONMARKET_* settings (docs/configuration.md)."
+        )
 
 
 def _install(service: Service, ctx: StackContext, report: Report) -> None:

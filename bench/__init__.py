@@ -1,0 +1,1 @@
+"""Benchmarks: each module's `run()` returns measurements; `python -m bench` writes them out."""

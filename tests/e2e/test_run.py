@@ -1,0 +1,73 @@
+"""`iconmarket run` (what `make run` ends in) serves /health/ready with every dependency up,
+and Ctrl-C stops the API it supervises."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_log(proc: subprocess.Popen[bytes], needle: str, timeout_s: float) -> list[str]:
+    """Read the child's stderr until a JSON log line's message contains ``needle``."""
+    assert proc.stderr is not None
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stderr, selectors.EVENT_READ)
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not selector.select(timeout=deadline - time.monotonic()):
+            break
+        line = proc.stderr.readline().decode(errors="replace")
+        if not line:
+            break
+        seen.append(line)
+        if needle in line:
+            return seen
+    raise AssertionError(f"never logged {needle!r}; stderr was:\n{''.join(seen)[-4000:]}")
+
+
+def test_run_serves_ready_and_stops_on_ctrl_c() -> None:
+    port = _free_port()
+    env = {**os.environ, "ICONMARKET_API_PORT": str(port)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "infra.cli", "run", "--no-stack"],
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        bufsize=0,  # unbuffered, so select() and readline() agree on what is left to read
+    )
+    try:
+        lines = _wait_for_log(proc, "Application startup complete", timeout_s=60)
+        assert any("iconmarket is running" in line for line in lines)
+        response = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=10)
+        assert response.status_code == 200, response.text
+        assert response.json()["down"] == []
+        live = httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=5)
+        access = _wait_for_log(proc, '"path": "/health/live"', timeout_s=10)
+        entry = json.loads(access[-1])
+        assert entry["request_id"] == live.headers["x-request-id"]
+        assert entry["status"] == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+    assert code == 0
+    try:
+        httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=2)
+        still_serving = True
+    except httpx.ConnectError:
+        still_serving = False
+    assert still_serving is False

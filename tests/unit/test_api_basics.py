@@ -1,0 +1,83 @@
+"""The API's own behaviour that needs no dependency: liveness, request ids, problem+json."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+from litestar.testing import TestClient
+
+from api.app import create_app
+from infra.bootstrap import bootstrap
+from infra.settings import load_settings
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:  # type: ignore[type-arg]
+    app = create_app(bootstrap(load_settings({})))
+    app.on_startup.clear()  # no client warm-up: these tests touch no service
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def test_liveness_needs_no_dependency(client: TestClient) -> None:  # type: ignore[type-arg]
+    response = client.get("/health/live")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_a_request_id_is_echoed_or_made(client: TestClient) -> None:  # type: ignore[type-arg]
+    assert (
+        client.get("/health/live", headers={"X-Request-ID": "req-42"}).headers["x-request-id"]
+        == "req-42"
+    )
+    made = client.get("/health/live", headers={"X-Request-ID": "bad id!"}).headers["x-request-id"]
+    assert len(made) == 32 and made != "bad id!"
+
+
+def test_unknown_routes_are_problem_json(client: TestClient) -> None:  # type: ignore[type-arg]
+    response = client.get("/v1/nothing-here", headers={"X-Request-ID": "req-7"})
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json() == {
+        "type": "https://iconmarket.dev/problems/not_found",
+        "title": "Not Found",
+        "status": 404,
+        "code": "not_found",
+        "detail": "Not Found",
+        "request_id": "req-7",
+    }
+
+
+def test_openapi_lists_the_health_operations(client: TestClient) -> None:  # type: ignore[type-arg]
+    spec = client.get("/schema/openapi.json").json()
+    operation_ids = {
+        operation["operationId"] for path in spec["paths"].values() for operation in path.values()
+    }
+    assert {"getLiveness", "getReadiness"} <= operation_ids
+
+
+def test_metrics_are_exposed_in_prometheus_format(client: TestClient) -> None:  # type: ignore[type-arg]
+    client.get("/health/live")
+    body = client.get("/metrics").text
+    assert (
+        'iconmarket_requests_total{app_name="iconmarket",method="GET",path="/health/live"' in body
+    )
+
+
+def test_access_log_lines_are_json_with_the_request_id(
+    client: TestClient,  # type: ignore[type-arg]
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from infra.logs import JsonFormatter
+
+    with caplog.at_level(logging.INFO, logger="iconmarket.access"):
+        client.get("/health/live", headers={"X-Request-ID": "req-log"})
+    record = next(r for r in caplog.records if r.name == "iconmarket.access")
+    line = json.loads(JsonFormatter().format(record))
+    assert line["msg"] == "request"
+    assert line["path"] == "/health/live"
+    assert line["status"] == 200
+    assert line["method"] == "GET"
