@@ -38,14 +38,16 @@ def _operations(container: Container) -> dict[str, Callable[[], object]]:
         with container.postgres_pool.connection() as conn:
             return conn.execute("SELECT 1").fetchone()
 
+    def s3_get() -> bytes:
+        body: bytes = container.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return body
+
     return {
         "postgres SELECT 1 (pooled)": postgres,
         "redis SET+GET": lambda: (container.redis.set(key, "v"), container.redis.get(key)),
-        "opensearch cluster health": lambda: container.opensearch.cluster.health(),
-        "s3 GET 1 KiB object": lambda: container.s3.get_object(Bucket=bucket, Key=key)[
-            "Body"
-        ].read(),
-        "stripe-mock GET balance": lambda: container.stripe.v1.balance.retrieve(),
+        "opensearch cluster health": container.opensearch.cluster.health,
+        "s3 GET 1 KiB object": s3_get,
+        "stripe-mock GET balance": container.stripe.v1.balance.retrieve,
     }
 
 

@@ -18,7 +18,8 @@ def test_postgres_is_version_15_and_runs_queries(container: Container) -> None:
         conn.execute("CREATE TEMP TABLE probe (id int PRIMARY KEY, name text)")
         conn.execute("INSERT INTO probe VALUES (1, 'arrow'), (2, 'calendar')")
         rows = conn.execute("SELECT id, name FROM probe ORDER BY id").fetchall()
-    assert version is not None and 150000 <= version[0] < 160000
+    assert version is not None
+    assert 150000 <= version[0] < 160000
     assert rows == [(1, "arrow"), (2, "calendar")]
 
 

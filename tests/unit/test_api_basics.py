@@ -34,7 +34,8 @@ def test_a_request_id_is_echoed_or_made(client: TestClient) -> None:  # type: ig
         == "req-42"
     )
     made = client.get("/health/live", headers={"X-Request-ID": "bad id!"}).headers["x-request-id"]
-    assert len(made) == 32 and made != "bad id!"
+    assert len(made) == 32
+    assert made != "bad id!"
 
 
 def test_unknown_routes_are_problem_json(client: TestClient) -> None:  # type: ignore[type-arg]
