@@ -41,6 +41,8 @@ class Container:
     @cached_property
     def redis(self) -> redis.Redis:
         import redis as redis_lib
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
         s = self.settings
         return redis_lib.Redis(
@@ -49,6 +51,8 @@ class Container:
             socket_timeout=s.health_timeout_s,
             socket_connect_timeout=s.health_timeout_s,
             max_connections=64,
+            # One immediate retry: a dropped pooled connection heals, a dead server shows at once.
+            retry=Retry(NoBackoff(), 1),
         )
 
     @cached_property
