@@ -1,0 +1,55 @@
+"""Errors of the command layer (domain errors pass through unchanged); each has a stable code."""
+
+from __future__ import annotations
+
+
+class CommandError(Exception):
+    """Base of command-layer errors."""
+
+    code = "command_failed"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class AggregateNotFound(CommandError):
+    """The command names an aggregate that does not exist (or is of another type)."""
+
+    code = "not_found"
+
+
+class AlreadyExists(CommandError):
+    """The aggregate the command would create exists already."""
+
+    code = "already_exists"
+
+
+class ProductUnavailable(CommandError):
+    """The product is not for sale (unpublished, retired, or a set without a bundle price)."""
+
+    code = "product_unavailable"
+
+
+class VersionConflict(CommandError):
+    """The aggregate changed since the version the caller expected, or a concurrent writer won."""
+
+    code = "version_conflict"
+
+
+class IdempotencyKeyReused(CommandError):
+    """The idempotency key was already used for a different request."""
+
+    code = "idempotency_key_reused"
+
+
+class AccessDenied(CommandError):
+    """The access policy refused the actor this action on this resource."""
+
+    code = "forbidden"
+
+
+class Unauthenticated(CommandError):
+    """Credentials are missing, wrong or expired."""
+
+    code = "unauthenticated"

@@ -1,0 +1,1 @@
+"""One handler function per command, grouped by bounded context."""

@@ -1,0 +1,222 @@
+"""Command messages: frozen, keyword-only dataclasses with imperative names.
+
+A field marked ``secret`` never enters an idempotency fingerprint or a repr.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from uuid import UUID
+
+
+def _secret() -> str:
+    return field(repr=False, metadata={"secret": True})  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Money:
+    amount_minor: int
+    currency: str
+
+
+# --- identity
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegisterAccount:
+    email: str
+    password: str = _secret()
+    roles: tuple[str, ...] = ("customer",)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChangeRoles:
+    account_id: UUID
+    roles: tuple[str, ...]
+
+
+# --- catalog
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreateFamily:
+    name: str
+    description: str = ""
+    categories: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpdateFamily:
+    family_id: UUID
+    name: str
+    description: str = ""
+    categories: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublishFamily:
+    family_id: UUID
+
+
+@dataclass(frozen=True, kw_only=True)
+class UnpublishFamily:
+    family_id: UUID
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreateIconSet:
+    family_id: UUID
+    name: str
+    style: str
+    bundle_price: Money | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpdateIconSet:
+    set_id: UUID
+    name: str | None = None
+    style: str | None = None
+    bundle_price: Money | None = None
+    clear_bundle_price: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublishIconSet:
+    set_id: UUID
+
+
+@dataclass(frozen=True, kw_only=True)
+class UnpublishIconSet:
+    set_id: UUID
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreateIcon:
+    set_id: UUID
+    name: str
+    price: Money
+    licence: str = "standard"
+    tags: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpdateIconDetails:
+    icon_id: UUID
+    name: str
+    tags: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChangeIconPrice:
+    icon_id: UUID
+    price: Money
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChangeIconLicence:
+    icon_id: UUID
+    licence: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SvgOriginal:
+    key: str
+    content_hash: str
+    size_bytes: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordOriginal:
+    icon_id: UUID
+    original: SvgOriginal
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReviseSvg:
+    icon_id: UUID
+    original: SvgOriginal
+
+
+@dataclass(frozen=True, kw_only=True)
+class DerivativeItem:
+    kind: str
+    size: int
+    key: str
+    size_bytes: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordDerivatives:
+    icon_id: UUID
+    source_hash: str
+    renderer_version: str
+    items: tuple[DerivativeItem, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublishIcon:
+    icon_id: UUID
+
+
+@dataclass(frozen=True, kw_only=True)
+class UnpublishIcon:
+    icon_id: UUID
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetireIcon:
+    icon_id: UUID
+
+
+# --- commerce
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpenCart:
+    currency: str = "USD"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AddToCart:
+    cart_id: UUID
+    product_kind: str
+    product_id: UUID
+
+
+@dataclass(frozen=True, kw_only=True)
+class RemoveFromCart:
+    cart_id: UUID
+    product_kind: str
+    product_id: UUID
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClearCart:
+    cart_id: UUID
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckOut:
+    cart_id: UUID
+
+
+@dataclass(frozen=True, kw_only=True)
+class CancelOrder:
+    order_id: UUID
+    reason: str = "cancelled by the customer"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AddFavourite:
+    icon_id: UUID
+
+
+@dataclass(frozen=True, kw_only=True)
+class RemoveFavourite:
+    icon_id: UUID

@@ -1,0 +1,94 @@
+"""Builders shared by the command, API and integration tests: a published catalog in a few calls."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from uuid import UUID
+
+from commands import messages as m
+from commands.bus import CommandBus
+from commands.results import CommandContext
+
+
+def ctx(
+    actor: str, *roles: str, key: str | None = None, expected: int | None = None
+) -> CommandContext:
+    return CommandContext(
+        actor=actor,
+        roles=frozenset(roles),
+        correlation_id=f"corr-{uuid.uuid4().hex[:8]}",
+        idempotency_key=key,
+        expected_version=expected,
+    )
+
+
+SERVICE = ctx("service:media", "service")
+
+
+@dataclass(frozen=True)
+class Catalog:
+    owner: str
+    family_id: UUID
+    set_id: UUID
+    icon_ids: tuple[UUID, ...]
+
+
+def published_catalog(
+    bus: CommandBus, owner: str, prices: tuple[int, ...] = (500, 0), bundle: int | None = 900
+) -> Catalog:
+    """A published family with one set and one published icon per price (USD minor units)."""
+    contributor = ctx(owner, "contributor")
+    family_id = bus.execute(m.CreateFamily(name="Arrows", tags=("ui",)), contributor).aggregate_id
+    set_id = bus.execute(
+        m.CreateIconSet(
+            family_id=family_id,
+            name="Arrows Line",
+            style="line",
+            bundle_price=m.Money(amount_minor=bundle, currency="USD") if bundle else None,
+        ),
+        contributor,
+    ).aggregate_id
+    icon_ids = []
+    for n, price in enumerate(prices):
+        icon_id = bus.execute(
+            m.CreateIcon(
+                set_id=set_id,
+                name=f"arrow {n}",
+                price=m.Money(amount_minor=price, currency="USD"),
+                tags=("arrow",),
+            ),
+            contributor,
+        ).aggregate_id
+        content_hash = f"sha256-{uuid.uuid4().hex}"
+        bus.execute(
+            m.RecordOriginal(
+                icon_id=icon_id,
+                original=m.SvgOriginal(
+                    key=f"originals/{content_hash}.svg",
+                    content_hash=content_hash,
+                    size_bytes=321,
+                    width=24,
+                    height=24,
+                ),
+            ),
+            contributor,
+        )
+        bus.execute(
+            m.RecordDerivatives(
+                icon_id=icon_id,
+                source_hash=content_hash,
+                renderer_version="r1",
+                items=(
+                    m.DerivativeItem(
+                        kind="png", size=64, key=f"d/{content_hash}/png-64.png", size_bytes=900
+                    ),
+                ),
+            ),
+            SERVICE,
+        )
+        bus.execute(m.PublishIcon(icon_id=icon_id), contributor)
+        icon_ids.append(icon_id)
+    bus.execute(m.PublishIconSet(set_id=set_id), contributor)
+    bus.execute(m.PublishFamily(family_id=family_id), contributor)
+    return Catalog(owner, family_id, set_id, tuple(icon_ids))

@@ -1,0 +1,227 @@
+"""The command layer on the in-memory store: results, positions, idempotency, policy, batching."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from uuid import UUID
+
+import pytest
+
+from commands import messages as m
+from commands.applications import Applications, build_applications
+from commands.bus import CommandBus
+from commands.errors import (
+    AccessDenied,
+    AggregateNotFound,
+    AlreadyExists,
+    IdempotencyKeyReused,
+    ProductUnavailable,
+    VersionConflict,
+)
+from commands.routes import ROUTES
+from domain.cart import Cart
+from domain.errors import DomainError
+from domain.order import Order, OrderStatus
+from tests.support import ctx, published_catalog
+
+
+@pytest.fixture
+def apps() -> Iterator[Applications]:
+    built = build_applications(None)
+    yield built
+    built.close()
+
+
+@pytest.fixture(params=[False, True], ids=["direct", "group-commit"])
+def bus(apps: Applications, request: pytest.FixtureRequest) -> Iterator[CommandBus]:
+    built = CommandBus(apps, ROUTES, group_commit=request.param)
+    yield built
+    built.close()
+
+
+def _log_size(apps: Applications) -> int:
+    return sum(
+        len(app.recorder.select_notifications(start=None, limit=10**6)) for app in apps.all()
+    )
+
+
+def test_a_command_returns_id_version_and_position(bus: CommandBus, apps: Applications) -> None:
+    first = bus.execute(m.CreateFamily(name="Arrows"), ctx("alice", "contributor"))
+    second = bus.execute(
+        m.UpdateFamily(family_id=first.aggregate_id, name="Arrows 2"), ctx("alice", "contributor")
+    )
+    assert (first.version, first.position) == (1, 1)
+    assert (second.aggregate_id, second.version, second.position) == (first.aggregate_id, 2, 2)
+    assert apps.catalog.repository.get(first.aggregate_id).name == "Arrows 2"
+
+
+def test_checkout_freezes_prices_and_versions(bus: CommandBus, apps: Applications) -> None:
+    catalog = published_catalog(bus, "carol")
+    customer = ctx("dave", "customer")
+    cart_id = bus.execute(m.OpenCart(currency="USD"), customer).aggregate_id
+    for icon_id in catalog.icon_ids:
+        bus.execute(m.AddToCart(cart_id=cart_id, product_kind="icon", product_id=icon_id), customer)
+    bus.execute(
+        m.ChangeIconPrice(
+            icon_id=catalog.icon_ids[0], price=m.Money(amount_minor=9999, currency="USD")
+        ),
+        ctx("carol", "contributor"),
+    )
+    result = bus.execute(m.CheckOut(cart_id=cart_id), customer)
+    order = apps.commerce.repository.get(result.aggregate_id)
+    cart = apps.commerce.repository.get(cart_id)
+    assert isinstance(order, Order)
+    assert isinstance(cart, Cart)
+    assert result.version == 1
+    assert order.status is OrderStatus.PENDING
+    assert [line.unit_price.amount_minor for line in order.lines] == [500, 0]
+    assert [line.icon_version for line in order.lines] == [1, 1]
+    assert order.total.amount_minor == 500
+    assert cart.is_closed
+    assert cart.order_id == order.id
+
+
+def test_idempotent_repeat_returns_the_first_result_and_appends_nothing(
+    bus: CommandBus, apps: Applications
+) -> None:
+    alice = ctx("alice", "contributor", key="k-1")
+    first = bus.execute(m.CreateFamily(name="Arrows"), alice)
+    size = _log_size(apps)
+    again = bus.execute(m.CreateFamily(name="Arrows"), alice)
+    assert (again.aggregate_id, again.version, again.position) == (
+        first.aggregate_id,
+        first.version,
+        first.position,
+    )
+    assert again.replayed is True
+    assert _log_size(apps) == size
+    with pytest.raises(IdempotencyKeyReused):
+        bus.execute(m.CreateFamily(name="Other"), alice)
+    assert _log_size(apps) == size
+
+
+def test_the_same_key_from_two_actors_does_not_collide(bus: CommandBus) -> None:
+    one = bus.execute(m.CreateFamily(name="A"), ctx("alice", "contributor", key="same"))
+    two = bus.execute(m.CreateFamily(name="A"), ctx("bob", "contributor", key="same"))
+    assert one.aggregate_id != two.aggregate_id
+
+
+def test_stale_expected_version_is_a_conflict_and_appends_nothing(
+    bus: CommandBus, apps: Applications
+) -> None:
+    family = bus.execute(m.CreateFamily(name="Arrows"), ctx("alice", "contributor"))
+    size = _log_size(apps)
+    with pytest.raises(VersionConflict):
+        bus.execute(
+            m.UpdateFamily(family_id=family.aggregate_id, name="X"),
+            ctx("alice", "contributor", expected=7),
+        )
+    assert _log_size(apps) == size
+
+
+@pytest.mark.parametrize(
+    ("command", "roles", "error"),
+    [
+        (m.CreateFamily(name="A"), ("customer",), AccessDenied),
+        (m.CreateFamily(name="A"), ("contributor", "denyall"), AccessDenied),
+        (m.OpenCart(currency="USD"), ("auditor",), AccessDenied),
+        (m.PublishFamily(family_id=UUID(int=1)), ("contributor",), AggregateNotFound),
+    ],
+)
+def test_refusals_append_nothing(
+    bus: CommandBus, apps: Applications, command: object, roles: tuple[str, ...], error: type
+) -> None:
+    with pytest.raises(error):
+        bus.execute(command, ctx("eve", *roles))
+    assert _log_size(apps) == 0
+
+
+def test_only_the_owner_changes_a_family(bus: CommandBus) -> None:
+    family = bus.execute(m.CreateFamily(name="Arrows"), ctx("alice", "contributor"))
+    with pytest.raises(AccessDenied, match="only the owner"):
+        bus.execute(m.PublishFamily(family_id=family.aggregate_id), ctx("bob", "contributor"))
+    admin = bus.execute(m.PublishFamily(family_id=family.aggregate_id), ctx("root", "admin"))
+    assert admin.version == 2
+
+
+def test_unsellable_products_cannot_be_added(bus: CommandBus) -> None:
+    catalog = published_catalog(bus, "carol", bundle=None)
+    customer = ctx("dave", "customer")
+    cart_id = bus.execute(m.OpenCart(currency="USD"), customer).aggregate_id
+    bus.execute(m.RetireIcon(icon_id=catalog.icon_ids[0]), ctx("carol", "contributor"))
+    with pytest.raises(ProductUnavailable):
+        bus.execute(
+            m.AddToCart(cart_id=cart_id, product_kind="icon", product_id=catalog.icon_ids[0]),
+            customer,
+        )
+    with pytest.raises(ProductUnavailable):
+        bus.execute(
+            m.AddToCart(cart_id=cart_id, product_kind="set", product_id=catalog.set_id), customer
+        )
+
+
+def test_domain_errors_carry_their_code(bus: CommandBus) -> None:
+    catalog = published_catalog(bus, "carol")
+    customer = ctx("dave", "customer")
+    cart_id = bus.execute(m.OpenCart(currency="USD"), customer).aggregate_id
+    add = m.AddToCart(cart_id=cart_id, product_kind="icon", product_id=catalog.icon_ids[0])
+    bus.execute(add, customer)
+    with pytest.raises(DomainError) as error:
+        bus.execute(add, customer)
+    assert error.value.code == "already_in_cart"
+
+
+def test_registration_hashes_the_password_and_refuses_duplicates(
+    bus: CommandBus, apps: Applications
+) -> None:
+    result = bus.execute(
+        m.RegisterAccount(email="Ann@Example.com", password="correct horse battery"),
+        ctx("anonymous"),
+    )
+    account = apps.identity.repository.get(result.aggregate_id)
+    assert account.email == "ann@example.com"
+    assert account.password_hash.startswith("$argon2id$")
+    assert "correct horse" not in repr(m.RegisterAccount(email="a@b.c", password="correct horse"))
+    with pytest.raises(AlreadyExists):
+        bus.execute(m.RegisterAccount(email="ann@example.com", password="x" * 12), ctx("anonymous"))
+    with pytest.raises(AccessDenied):
+        bus.execute(
+            m.RegisterAccount(email="mallory@example.com", password="x" * 12, roles=("admin",)),
+            ctx("anonymous"),
+        )
+
+
+def test_group_commit_batches_concurrent_commands_and_keeps_per_aggregate_order(
+    apps: Applications,
+) -> None:
+    bus = CommandBus(apps, ROUTES, group_commit=True)
+    try:
+        family = bus.execute(m.CreateFamily(name="F0"), ctx("alice", "contributor"))
+        renames = [
+            m.UpdateFamily(family_id=family.aggregate_id, name=f"F{n}") for n in range(1, 41)
+        ]
+        futures = [bus.submit(c, ctx("alice", "contributor")) for c in renames]
+        creates = [
+            bus.submit(m.CreateFamily(name=f"G{n}"), ctx("bob", "contributor")) for n in range(40)
+        ]
+        results = [f.result() for f in futures]
+        created = [f.result() for f in creates]
+    finally:
+        bus.close()
+    assert [r.version for r in results] == list(range(2, 42))
+    assert [r.position for r in results] == sorted(r.position for r in results)
+    assert apps.catalog.repository.get(family.aggregate_id).name == "F40"
+    assert len({r.aggregate_id for r in created}) == 40
+
+
+def test_concurrent_commands_all_succeed_in_both_modes(bus: CommandBus, apps: Applications) -> None:
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(
+            pool.map(
+                lambda n: bus.execute(m.CreateFamily(name=f"F{n}"), ctx(f"u{n}", "contributor")),
+                range(50),
+            )
+        )
+    assert sorted(r.position for r in results) == list(range(1, 51))
+    assert _log_size(apps) == 50
