@@ -9,6 +9,9 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
+from api.controllers.auth import AccountController, AuthController
+from api.controllers.catalog import FamilyController, IconController, IconSetController
+from api.controllers.commerce import CartController, FavouriteController, OrderController
 from api.errors import EXCEPTION_HANDLERS
 from api.health import HealthController, dependencies_for
 from api.middleware import request_id_middleware
@@ -35,7 +38,18 @@ def create_app(container: Container | None = None) -> Litestar:
         container.close()
 
     app = Litestar(
-        route_handlers=[HealthController, PrometheusController],
+        route_handlers=[
+            HealthController,
+            PrometheusController,
+            AuthController,
+            AccountController,
+            FamilyController,
+            IconSetController,
+            IconController,
+            CartController,
+            OrderController,
+            FavouriteController,
+        ],
         dependencies=dependencies_for(container, health_pool),
         middleware=[prometheus.middleware],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -10,6 +10,24 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
+from commands.errors import (
+    AccessDenied,
+    AggregateNotFound,
+    AlreadyExists,
+    CommandError,
+    IdempotencyKeyReused,
+    ProductUnavailable,
+    Unauthenticated,
+    VersionConflict,
+)
+from domain.errors import (
+    DomainError,
+    Forbidden,
+    IllegalTransition,
+    InvalidValue,
+    InvariantViolated,
+    NotFound,
+)
 from infra.logs import request_id_var
 
 PROBLEM_JSON = "application/problem+json"
@@ -54,7 +72,41 @@ def _unexpected(_request: Request[Any, Any, Any], exc: Exception) -> Response[An
     return problem(500, "internal_error", "an unexpected error occurred; see the logs")
 
 
+DOMAIN_STATUS: list[tuple[type[DomainError], int]] = [
+    (InvalidValue, 422),
+    (NotFound, 404),
+    (Forbidden, 403),
+    (IllegalTransition, 409),
+    (InvariantViolated, 409),
+]
+COMMAND_STATUS: dict[type[CommandError], int] = {
+    AggregateNotFound: 404,
+    AlreadyExists: 409,
+    ProductUnavailable: 409,
+    VersionConflict: 409,
+    IdempotencyKeyReused: 422,
+    AccessDenied: 403,
+    Unauthenticated: 401,
+}
+
+
+def _domain(_request: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
+    status = next((code for kind, code in DOMAIN_STATUS if isinstance(exc, kind)), 422)
+    extra = {}
+    if isinstance(exc, IllegalTransition):
+        extra = {"from_state": exc.from_state, "to_state": exc.to_state}
+    return problem(status, exc.code, exc.message, extra=extra)
+
+
+def _command(_request: Request[Any, Any, Any], exc: CommandError) -> Response[Any]:
+    status = next((code for kind, code in COMMAND_STATUS.items() if isinstance(exc, kind)), 400)
+    headers = {"WWW-Authenticate": 'Bearer realm="iconmarket"'} if status == 401 else None
+    return problem(status, exc.code, exc.message, headers=headers)
+
+
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    DomainError: _domain,
+    CommandError: _command,
     ValidationException: _validation,
     HTTPException: _http,
     Exception: _unexpected,

@@ -13,6 +13,9 @@ from infra.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     import redis
+    from api.auth import TokenService
+    from commands.applications import Applications
+    from commands.bus import CommandBus
     import stripe
     from psycopg_pool import ConnectionPool
 
@@ -96,6 +99,31 @@ class Container:
             max_network_retries=2,
         )
 
+    @cached_property
+    def applications(self) -> Applications:
+        from commands.applications import build_applications
+
+        store = self.settings.event_store
+        if store not in {"postgres", "memory"}:
+            raise ValueError(f"ICONMARKET_EVENT_STORE must be postgres or memory, not {store!r}")
+        return build_applications(self.settings if store == "postgres" else None)
+
+    @cached_property
+    def bus(self) -> CommandBus:
+        from commands.bus import CommandBus
+        from commands.routes import ROUTES
+
+        return CommandBus(self.applications, ROUTES, group_commit=self.settings.group_commit)
+
+    @cached_property
+    def tokens(self) -> TokenService:
+        from api.auth import TokenService
+
+        s = self.settings
+        return TokenService(
+            s.jwt_secret, access_ttl_s=s.jwt_access_ttl_s, refresh_ttl_s=s.jwt_refresh_ttl_s
+        )
+
     def kafka_admin(self) -> Any:
         """A new Kafka admin client; the caller closes it."""
         from kafka import KafkaAdminClient
@@ -112,6 +140,12 @@ class Container:
             getattr(self, name)
 
     def close(self) -> None:
+        bus = self.__dict__.pop("bus", None)
+        if bus is not None:
+            bus.close()
+        apps = self.__dict__.pop("applications", None)
+        if apps is not None:
+            apps.close()
         for name in ("postgres_pool", "redis"):
             client = self.__dict__.pop(name, None)
             if client is not None:

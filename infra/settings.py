@@ -44,6 +44,10 @@ class Settings:
     health_timeout_s: float = _setting(
         2.0, "Seconds each dependency check in /health/ready may take.", group="api"
     )
+    jwt_access_ttl_s: int = _setting(900, "Lifetime of an access token in seconds.", group="api")
+    jwt_refresh_ttl_s: int = _setting(
+        1_209_600, "Lifetime of a refresh token in seconds (14 days).", group="api"
+    )
     jwt_secret: str = _setting(
         "dev-only-change-me-0123456789abcdef",
         "HMAC secret that signs access and refresh tokens. Set a long random value in prod.",
@@ -51,6 +55,17 @@ class Settings:
         group="api",
     )
 
+    event_store: str = _setting(
+        "postgres",
+        "Where events are stored: `postgres`, or `memory` (an in-process store for unit tests "
+        "and demos; everything is lost on exit).",
+        group="postgres",
+    )
+    group_commit: bool = _setting(
+        True,
+        "Batch concurrent commands of one bounded context into one store transaction.",
+        group="postgres",
+    )
     postgres_host: str = _setting("127.0.0.1", "PostgreSQL host.", group="postgres")
     postgres_port: int = _setting(15432, "PostgreSQL port.", group="postgres")
     postgres_db: str = _setting(

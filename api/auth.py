@@ -1,0 +1,83 @@
+"""JWT access and refresh tokens (HS256 only), and the current actor of a request."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from commands.errors import Unauthenticated
+from commands.policy import Actor
+
+ALGORITHM = "HS256"
+ISSUER = "iconmarket"
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+class TokenService:
+    """Issues and verifies tokens; anything but a valid HS256 token of the right type is refused."""
+
+    def __init__(self, secret: str, *, access_ttl_s: int = 900, refresh_ttl_s: int = 14 * 86400):
+        if len(secret) < 32:
+            raise ValueError("the JWT secret must be at least 32 characters")
+        self._secret = secret
+        self.access_ttl_s = access_ttl_s
+        self.refresh_ttl_s = refresh_ttl_s
+
+    def _encode(self, actor: Actor, kind: str, ttl_s: int, now: float) -> str:
+        claims = {
+            "iss": ISSUER,
+            "sub": actor.id,
+            "roles": sorted(actor.roles),
+            "typ": kind,
+            "iat": int(now),
+            "exp": int(now) + ttl_s,
+            "jti": uuid.uuid4().hex,
+        }
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+    def issue(self, actor: Actor, *, now: float | None = None) -> TokenPair:
+        at = time.time() if now is None else now
+        return TokenPair(
+            access_token=self._encode(actor, "access", self.access_ttl_s, at),
+            refresh_token=self._encode(actor, "refresh", self.refresh_ttl_s, at),
+            expires_in=self.access_ttl_s,
+        )
+
+    def verify(self, token: str, *, kind: str = "access") -> Actor:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                issuer=ISSUER,
+                options={"require": ["exp", "iat", "sub", "typ", "iss"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("the token has expired") from None
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated(f"the token is not valid: {exc}") from None
+        if claims.get("typ") != kind:
+            raise Unauthenticated(f"a {kind} token is required")
+        roles = claims.get("roles")
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise Unauthenticated("the token's roles are malformed")
+        return Actor(id=str(claims["sub"]), roles=frozenset(roles))
+
+
+def bearer_token(authorization: str | None) -> str:
+    if not authorization:
+        raise Unauthenticated("an Authorization: Bearer token is required")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
+    return token.strip()

@@ -1,0 +1,100 @@
+"""From an HTTP request to a command result: the actor, the guards, and the response."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+
+from api.auth import bearer_token
+from commands.policy import Actor
+from commands.results import CommandContext, CommandResult
+from infra.bootstrap import Container
+from infra.logs import request_id_var
+
+_IF_MATCH = re.compile(r'^\s*(?:W/)?"?(\d+)"?\s*$')
+_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
+
+
+class CommandAccepted(msgspec.Struct):
+    """A command's outcome: pass ``position`` as ``min_position`` to read your own write."""
+
+    id: str
+    version: int
+    position: int
+
+
+def actor_of(request: Request[Any, Any, Any], container: Container) -> Actor:
+    return container.tokens.verify(bearer_token(request.headers.get("authorization")))
+
+
+def _expected_version(request: Request[Any, Any, Any]) -> int | None:
+    header = request.headers.get("if-match")
+    if header is None:
+        return None
+    match = _IF_MATCH.match(header)
+    if match is None:
+        raise msgspec.ValidationError('If-Match must be an aggregate version such as "3"')
+    return int(match.group(1))
+
+
+def _idempotency_key(request: Request[Any, Any, Any]) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is not None and not _KEY.match(key):
+        raise msgspec.ValidationError(
+            "Idempotency-Key must be 1-200 characters of letters, digits and . _ : -"
+        )
+    return key
+
+
+def context_for(request: Request[Any, Any, Any], actor: Actor) -> CommandContext:
+    return CommandContext(
+        actor=actor.id,
+        roles=actor.roles,
+        correlation_id=request.headers.get("x-correlation-id")
+        or request_id_var.get()
+        or uuid.uuid4().hex,
+        idempotency_key=_idempotency_key(request),
+        expected_version=_expected_version(request),
+    )
+
+
+async def run_command(container: Container, command: object, ctx: CommandContext) -> CommandResult:
+    bus = container.bus
+    if bus.group_commit:
+        return await asyncio.wrap_future(bus.submit(command, ctx))
+    return await asyncio.to_thread(bus.execute, command, ctx)
+
+
+async def dispatch(
+    request: Request[Any, Any, Any],
+    container: Container,
+    command: object,
+    *,
+    status_code: int = 202,
+    actor: Actor | None = None,
+) -> Response[CommandAccepted]:
+    """Authenticate (unless ``actor`` is given), run ``command``, answer with its result."""
+    try:
+        who = actor or actor_of(request, container)
+        ctx = context_for(request, who)
+    except msgspec.ValidationError as exc:
+        from litestar.exceptions import ValidationException
+
+        raise ValidationException(str(exc)) from None
+    result = await run_command(container, command, ctx)
+    return Response(
+        CommandAccepted(str(result.aggregate_id), result.version, result.position),
+        status_code=status_code,
+        headers={
+            "ETag": f'"{result.version}"',
+            "Idempotent-Replayed": "true" if result.replayed else "false",
+        },
+    )
+
+
+ANONYMOUS = Actor(id="anonymous", roles=frozenset())

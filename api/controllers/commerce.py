@@ -1,0 +1,118 @@
+"""Carts, checkout, orders and favourites."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from litestar import Controller, Request, Response, delete, post, put
+
+from api.commanding import CommandAccepted, dispatch
+from api.controllers.deps import ContainerDep
+from api.schemas import CancelBody, CartBody, CartLineBody
+from commands import messages as m
+
+Req = Request[Any, Any, Any]
+Accepted = Response[CommandAccepted]
+
+
+class CartController(Controller):
+    path = "/v1/carts"
+    tags = ["commerce"]  # noqa: RUF012
+
+    @post("/", operation_id="openCart", status_code=201, summary="Open a cart in a currency.")
+    async def open(self, request: Req, container: ContainerDep, data: CartBody) -> Accepted:
+        return await dispatch(
+            request, container, m.OpenCart(currency=data.currency), status_code=201
+        )
+
+    @post(
+        "/{cart_id:uuid}/lines",
+        operation_id="addToCart",
+        status_code=202,
+        summary="Add an icon or a set; its current price is taken now.",
+    )
+    async def add(
+        self, request: Req, container: ContainerDep, cart_id: UUID, data: CartLineBody
+    ) -> Accepted:
+        command = m.AddToCart(
+            cart_id=cart_id, product_kind=data.product_kind, product_id=data.product_id
+        )
+        return await dispatch(request, container, command)
+
+    @delete(
+        "/{cart_id:uuid}/lines/{product_kind:str}/{product_id:uuid}",
+        operation_id="removeFromCart",
+        status_code=202,
+        summary="Remove one line.",
+    )
+    async def remove(
+        self,
+        request: Req,
+        container: ContainerDep,
+        cart_id: UUID,
+        product_kind: str,
+        product_id: UUID,
+    ) -> Accepted:
+        command = m.RemoveFromCart(
+            cart_id=cart_id, product_kind=product_kind, product_id=product_id
+        )
+        return await dispatch(request, container, command)
+
+    @delete(
+        "/{cart_id:uuid}/lines",
+        operation_id="clearCart",
+        status_code=202,
+        summary="Remove every line.",
+    )
+    async def clear(self, request: Req, container: ContainerDep, cart_id: UUID) -> Accepted:
+        return await dispatch(request, container, m.ClearCart(cart_id=cart_id))
+
+    @post(
+        "/{cart_id:uuid}/checkout",
+        operation_id="checkOut",
+        status_code=201,
+        summary="Close the cart and place its order (the result's id is the order's).",
+    )
+    async def checkout(self, request: Req, container: ContainerDep, cart_id: UUID) -> Accepted:
+        return await dispatch(request, container, m.CheckOut(cart_id=cart_id), status_code=201)
+
+
+class OrderController(Controller):
+    path = "/v1/orders"
+    tags = ["commerce"]  # noqa: RUF012
+
+    @post(
+        "/{order_id:uuid}/cancel",
+        operation_id="cancelOrder",
+        status_code=202,
+        summary="Cancel an order that is not paid.",
+    )
+    async def cancel(
+        self, request: Req, container: ContainerDep, order_id: UUID, data: CancelBody | None = None
+    ) -> Accepted:
+        reason = data.reason if data else "cancelled by the customer"
+        return await dispatch(request, container, m.CancelOrder(order_id=order_id, reason=reason))
+
+
+class FavouriteController(Controller):
+    path = "/v1/me/favourites"
+    tags = ["commerce"]  # noqa: RUF012
+
+    @put(
+        "/{icon_id:uuid}",
+        operation_id="addFavourite",
+        status_code=202,
+        summary="Mark an icon as a favourite.",
+    )
+    async def add(self, request: Req, container: ContainerDep, icon_id: UUID) -> Accepted:
+        return await dispatch(request, container, m.AddFavourite(icon_id=icon_id))
+
+    @delete(
+        "/{icon_id:uuid}",
+        operation_id="removeFavourite",
+        status_code=202,
+        summary="Unmark a favourite.",
+    )
+    async def remove(self, request: Req, container: ContainerDep, icon_id: UUID) -> Accepted:
+        return await dispatch(request, container, m.RemoveFavourite(icon_id=icon_id))
