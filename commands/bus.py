@@ -67,6 +67,22 @@ class _Prepared:
 
 
 @dataclass
+class BusStats:
+    """Transactions written and the commands they carried (group commit shows batches < commands)."""
+
+    transactions: int = 0
+    commands: int = 0
+    fallbacks: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, commands: int, *, fallback: bool = False) -> None:
+        with self.lock:
+            self.transactions += 1
+            self.commands += commands
+            self.fallbacks += int(fallback)
+
+
+@dataclass
 class _Waiting:
     command: object
     ctx: CommandContext
@@ -88,6 +104,7 @@ class CommandBus:
         self.routes = routes
         self.group_commit = group_commit
         self.max_batch = max_batch
+        self.stats = BusStats()
         self._queues: dict[str, queue.Queue[_Waiting | None]] = {}
         self._writers: list[threading.Thread] = []
         if group_commit:
@@ -173,6 +190,7 @@ class CommandBus:
             prepared = self._prepare(route, command, ctx)
             try:
                 recordings = _save(app, [prepared])
+                self.stats.count(1)
             except IntegrityError:
                 replayed = self._replay(app, command, ctx)
                 if replayed is not None:
@@ -233,7 +251,10 @@ class CommandBus:
         if batch:
             try:
                 recordings = _save(app, [p for _, p in batch])
+                self.stats.count(len(batch))
             except Exception:  # the batch failed as a whole: retry its commands one by one
+                with self.stats.lock:
+                    self.stats.fallbacks += 1
                 for item, _ in batch:
                     self._settle_alone(item)
             else:
