@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ICONMARKET := $(BIN)/iconmarket
 
-.PHONY: run test lint typecheck stack-up down bench install clean-state help
+.PHONY: run test lint typecheck stack-up down bench install clean-state help compose-cli
 
 help:
 	@echo "make run    - install, start the local stack, provision, run API + workers"
@@ -34,10 +34,15 @@ typecheck: install
 stack-up: install
 	$(ICONMARKET) stack up
 
+# The compose CLI that tests/integration/test_compose.py validates docker-compose.yml with:
+# the docker compose v2 plugin if present, else Debian's docker-compose package.
+compose-cli:
+	docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose)
+
 run: install
 	$(ICONMARKET) run
 
-test: install lint typecheck stack-up
+test: install lint typecheck stack-up compose-cli
 	$(BIN)/pytest
 
 bench: install stack-up
