@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 from litestar import Litestar
@@ -19,6 +20,16 @@ from infra.bootstrap import Container, bootstrap
 from infra.logs import configure
 
 API_VERSION = "0.1.0"
+
+
+COMMAND_THREADS = 32
+
+
+def _worker_threads() -> None:
+    """Commands block on database round trips in threads; allow enough of them to overlap."""
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=COMMAND_THREADS, thread_name_prefix="command")
+    )
 
 
 def create_app(container: Container | None = None) -> Litestar:
@@ -61,7 +72,7 @@ def create_app(container: Container | None = None) -> Litestar:
             path="/schema",
             render_plugins=[SwaggerRenderPlugin(), ScalarRenderPlugin(path="/scalar")],
         ),
-        on_startup=[container.warm],
+        on_startup=[container.warm, _worker_threads],
         on_shutdown=[shutdown],
         logging_config=None,
         debug=False,

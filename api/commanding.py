@@ -66,7 +66,10 @@ def context_for(request: Request[Any, Any, Any], actor: Actor) -> CommandContext
 async def run_command(container: Container, command: object, ctx: CommandContext) -> CommandResult:
     bus = container.bus
     if bus.group_commit:
-        return await asyncio.wrap_future(bus.submit(command, ctx))
+        # Preparing (loads, domain logic) blocks, so it runs in a worker thread; the save happens
+        # in the bus's writer thread, batched with other commands.
+        future = await asyncio.to_thread(bus.submit, command, ctx)
+        return await asyncio.wrap_future(future)
     return await asyncio.to_thread(bus.execute, command, ctx)
 
 

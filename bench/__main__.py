@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ["roundtrip"]
+BENCHMARKS = ["roundtrip", "commands"]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

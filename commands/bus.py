@@ -2,11 +2,14 @@
 
 Two ways to save:
 - direct: one store transaction per command;
-- group commit: one writer thread per application drains the commands waiting for it and saves
-  them together in one transaction (the library serialises writers of one table, so fewer,
-  larger transactions are how throughput grows). Commands touching an aggregate already in the
-  batch wait for the next batch, so per-aggregate order is the arrival order. If the batch's
-  transaction fails, each of its commands is retried alone, so one bad command fails alone.
+- group commit: each command is prepared (loads, domain decisions) in the caller's thread, so
+  the database round trips of many commands overlap; one writer thread per application then
+  drains the prepared commands and saves them together in one transaction (the library
+  serialises writers of one table, so fewer, larger transactions are how throughput grows).
+  A command prepared on a version that a save has since overtaken, or touching an aggregate
+  already in the batch, is prepared again by the writer before the next batch, so per-aggregate
+  order is the arrival order at the writer. If a batch's transaction fails, each of its commands
+  is retried alone, so one bad command fails alone.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ class _Prepared:
 
 @dataclass
 class BusStats:
-    """Transactions written and the commands they carried (group commit shows batches < commands)."""
+    """Transactions written and the commands they carried (batching shows as fewer transactions)."""
 
     transactions: int = 0
     commands: int = 0
@@ -86,7 +89,11 @@ class BusStats:
 class _Waiting:
     command: object
     ctx: CommandContext
+    prepared: _Prepared | None = None
     future: Future[CommandResult] = field(default_factory=Future)
+
+
+SAVED_VERSIONS_KEPT = 100_000
 
 
 class CommandBus:
@@ -105,6 +112,7 @@ class CommandBus:
         self.group_commit = group_commit
         self.max_batch = max_batch
         self.stats = BusStats()
+        self._saved_versions: dict[UUID, int] = {}
         self._queues: dict[str, queue.Queue[_Waiting | None]] = {}
         self._writers: list[threading.Thread] = []
         if group_commit:
@@ -134,6 +142,15 @@ class CommandBus:
                 future.set_exception(exc)
             return future
         waiting = _Waiting(command, ctx)
+        try:
+            replayed = self._replay(self._app(route), command, ctx)
+            if replayed is not None:
+                waiting.future.set_result(replayed)
+                return waiting.future
+            waiting.prepared = self._prepare(route, command, ctx)
+        except Exception as exc:  # the future carries every failure to the caller
+            waiting.future.set_exception(exc)
+            return waiting.future
         self._queues[route.context].put(waiting)
         return waiting.future
 
@@ -191,6 +208,7 @@ class CommandBus:
             try:
                 recordings = _save(app, [prepared])
                 self.stats.count(1)
+                self._remember_saved([prepared])
             except IntegrityError:
                 replayed = self._replay(app, command, ctx)
                 if replayed is not None:
@@ -232,18 +250,20 @@ class CommandBus:
             if deferred:
                 deferred.append(item)  # keep arrival order behind a deferred command
                 continue
-            route = self._route(item.command)
-            try:
-                replayed = self._replay(app, item.command, item.ctx)
-                if replayed is not None:
-                    item.future.set_result(replayed)
+            prepared = item.prepared
+            if prepared is None or self._is_stale(prepared):
+                try:
+                    replayed = self._replay(app, item.command, item.ctx)
+                    if replayed is not None:
+                        item.future.set_result(replayed)
+                        continue
+                    prepared = self._prepare(self._route(item.command), item.command, item.ctx)
+                except Exception as exc:  # a failing command fails alone
+                    item.future.set_exception(exc)
                     continue
-                prepared = self._prepare(route, item.command, item.ctx)
-            except Exception as exc:  # a failing command fails alone
-                item.future.set_exception(exc)
-                continue
             keys = {p.record.key for _, p in batch if p.record}
             if prepared.touched() & touched or (prepared.record and prepared.record.key in keys):
+                item.prepared = None  # its aggregate changes in this batch: prepare it afresh
                 deferred.append(item)
                 continue
             touched |= prepared.touched()
@@ -252,6 +272,7 @@ class CommandBus:
             try:
                 recordings = _save(app, [p for _, p in batch])
                 self.stats.count(len(batch))
+                self._remember_saved([p for _, p in batch])
             except Exception:  # the batch failed as a whole: retry its commands one by one
                 with self.stats.lock:
                     self.stats.fallbacks += 1
@@ -261,6 +282,21 @@ class CommandBus:
                 for item, prepared in batch:
                     item.future.set_result(_result(app, prepared, recordings))
         return deferred
+
+    def _is_stale(self, prepared: _Prepared) -> bool:
+        """True when a save since this command was prepared moved one of its aggregates on."""
+        for aggregate in prepared.changed:
+            base = aggregate.version - len(aggregate.pending_events)
+            if self._saved_versions.get(aggregate.id, base) > base:
+                return True
+        return False
+
+    def _remember_saved(self, prepared: Sequence[_Prepared]) -> None:
+        for item in prepared:
+            for aggregate in item.changed:
+                self._saved_versions[aggregate.id] = aggregate.version
+        while len(self._saved_versions) > SAVED_VERSIONS_KEPT:
+            del self._saved_versions[next(iter(self._saved_versions))]
 
     def _settle_alone(self, item: _Waiting) -> None:
         try:

@@ -24,7 +24,7 @@ class UnitOfWork:
 
     def get(self, cls: type[A], aggregate_id: UUID, *, expected_version: int | None = None) -> A:
         """Load an aggregate of this context to change it; it will be saved with the command."""
-        aggregate = self.read(self.app, cls, aggregate_id)
+        aggregate = self._load(self.app, cls, aggregate_id, skipping=False)
         if expected_version is not None and aggregate.version != expected_version:
             raise VersionConflict(
                 f"{cls.__name__} {aggregate_id} is at version {aggregate.version}, "
@@ -42,9 +42,18 @@ class UnitOfWork:
 
     @staticmethod
     def read(app: ContextApplication, cls: type[A], aggregate_id: UUID) -> A:
-        """Load an aggregate (of any context) to read it only."""
+        """Load an aggregate (of any context) to read it only.
+
+        When another thread is already bringing the cached copy up to date, this read does not
+        queue behind it but takes the cached copy: a read-only quote (a price, a status) may be
+        a moment old, as it could be anyway by the time the command is saved.
+        """
+        return UnitOfWork._load(app, cls, aggregate_id, skipping=True)
+
+    @staticmethod
+    def _load(app: ContextApplication, cls: type[A], aggregate_id: UUID, *, skipping: bool) -> A:
         try:
-            aggregate: Aggregate = app.repository.get(aggregate_id)
+            aggregate: Aggregate = app.repository.get(aggregate_id, fastforward_skipping=skipping)
         except AggregateNotFoundError:
             raise AggregateNotFound(f"{cls.__name__} {aggregate_id} does not exist") from None
         if not isinstance(aggregate, cls):

@@ -13,11 +13,12 @@ from infra.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     import redis
+    import stripe
+    from psycopg_pool import ConnectionPool
+
     from api.auth import TokenService
     from commands.applications import Applications
     from commands.bus import CommandBus
-    import stripe
-    from psycopg_pool import ConnectionPool
 
 
 class Container:

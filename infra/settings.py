@@ -82,7 +82,9 @@ class Settings:
         5, "Seconds a writer waits for the event table lock before failing.", group="postgres"
     )
     postgres_pool_size: int = _setting(
-        5, "Connections kept in each event-store pool.", group="postgres"
+        10,
+        "Connections kept in each event-store pool (one pool per bounded context).",
+        group="postgres",
     )
 
     redis_host: str = _setting("127.0.0.1", "Redis host.", group="redis")

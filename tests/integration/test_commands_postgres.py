@@ -1,4 +1,4 @@
-"""The write model on the real PostgreSQL event store: conflicts, idempotency, atomicity, batching."""
+"""The write model on the real PostgreSQL store: conflicts, idempotency, atomicity, batches."""
 
 from __future__ import annotations
 
