@@ -46,6 +46,7 @@ test: install lint typecheck stack-up compose-cli
 	$(BIN)/pytest
 
 bench: install stack-up
+	command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk)
 	$(BIN)/python -m bench
 
 down: install

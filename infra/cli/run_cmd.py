@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import Console
 
 from infra.bootstrap import bootstrap
+from infra.demo import load_demo
 from infra.health import check_all
 from infra.provision import provision
 from infra.settings import Settings, load_settings
@@ -55,6 +56,20 @@ def register(commands: Any) -> None:
         action="store_true",
         help="do not start the local stack (use already running services)",
     )
+    run.add_argument("--no-demo", action="store_true", help="do not load the demo catalog")
+
+    demo = commands.add_parser(
+        "demo",
+        help="load the demo catalog (idempotent)",
+        description="Register two demo accounts and load a small published catalog through the "
+        "real commands: SVG originals in S3, PNG derivatives rendered, icons published. "
+        "Loading twice appends nothing.",
+    )
+    demo_actions = demo.add_subparsers(dest="action", required=True, metavar="ACTION")
+    load = demo_actions.add_parser(
+        "load", help="load the demo catalog", description="Load the demo catalog (idempotent)."
+    )
+    load.set_defaults(handler=_demo_load)
     run.set_defaults(handler=_run)
 
 
@@ -110,9 +125,21 @@ def _run(args: argparse.Namespace) -> int:
     container = bootstrap(settings)
     try:
         provision(container, report)
+        if not args.no_demo:
+            load_demo(container, report)
     finally:
         container.close()
     return supervise(processes(settings), settings, console)
+
+
+def _demo_load(_args: argparse.Namespace) -> int:
+    console = Console(stderr=True)
+    container = bootstrap()
+    try:
+        load_demo(container, lambda message: console.print(message, highlight=False))
+    finally:
+        container.close()
+    return 0
 
 
 def supervise(commands: dict[str, list[str]], settings: Settings, console: Console) -> int:
