@@ -1,4 +1,4 @@
-"""Create what the app expects to exist in its services (idempotent): topics, buckets."""
+"""Create what the app expects to exist in its services (idempotent): tables, topics, buckets."""
 
 from __future__ import annotations
 
@@ -39,6 +39,13 @@ def ensure_buckets(container: Container, report: Report) -> None:
             report(f"s3: created bucket {bucket}")
 
 
+def ensure_event_store(container: Container, report: Report) -> None:
+    """Building the applications creates their tables (events, idempotency keys) if missing."""
+    apps = container.applications
+    report(f"event store: {', '.join(app.name.lower() + '_events' for app in apps.all())} ready")
+
+
 def provision(container: Container, report: Report) -> None:
+    ensure_event_store(container, report)
     ensure_topics(container, report)
     ensure_buckets(container, report)

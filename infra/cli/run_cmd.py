@@ -26,8 +26,9 @@ from infra.stack.base import StackContext
 def register(commands: Any) -> None:
     init = commands.add_parser(
         "init",
-        help="create topics and buckets (idempotent)",
-        description="Create the Kafka topics and S3 buckets iconmarket expects. Safe to repeat.",
+        help="create event-store tables, topics and buckets (idempotent)",
+        description="Create the event-store tables, Kafka topics and S3 buckets iconmarket "
+        "expects. Safe to repeat.",
     )
     init.set_defaults(handler=_init)
 
