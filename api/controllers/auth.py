@@ -7,6 +7,7 @@ from typing import Any
 from uuid import UUID
 
 from litestar import Controller, Request, Response, get, post, put
+from litestar.params import FromPath, JSONBody
 
 from api.commanding import ANONYMOUS, CommandAccepted, actor_of, dispatch
 from api.controllers.deps import ContainerDep
@@ -28,7 +29,7 @@ class AuthController(Controller):
         summary="Create an account (roles: customer and/or contributor).",
     )
     async def register(
-        self, request: Request[Any, Any, Any], container: ContainerDep, data: RegisterBody
+        self, request: Request[Any, Any, Any], container: ContainerDep, data: JSONBody[RegisterBody]
     ) -> Response[CommandAccepted]:
         command = m.RegisterAccount(
             email=data.email, password=data.password, roles=tuple(data.roles)
@@ -41,7 +42,7 @@ class AuthController(Controller):
         status_code=200,
         summary="Exchange e-mail and password, or a refresh token, for a token pair.",
     )
-    async def token(self, container: ContainerDep, data: TokenBody) -> TokenResponse:
+    async def token(self, container: ContainerDep, data: JSONBody[TokenBody]) -> TokenResponse:
         if data.refresh_token is not None:
             claimed = container.tokens.verify(data.refresh_token, kind="refresh")
             roles = await asyncio.to_thread(current_roles, container.applications, claimed.id)
@@ -78,8 +79,8 @@ class AccountController(Controller):
         self,
         request: Request[Any, Any, Any],
         container: ContainerDep,
-        account_id: UUID,
-        data: RolesBody,
+        account_id: FromPath[UUID],
+        data: JSONBody[RolesBody],
     ) -> Response[CommandAccepted]:
         command = m.ChangeRoles(account_id=account_id, roles=tuple(data.roles))
         return await dispatch(request, container, command)

@@ -6,6 +6,7 @@ from typing import Any
 from uuid import UUID
 
 from litestar import Controller, Request, Response, patch, post, put
+from litestar.params import FromPath, JSONBody
 
 from api.commanding import CommandAccepted, dispatch
 from api.controllers.deps import ContainerDep
@@ -34,7 +35,9 @@ class FamilyController(Controller):
     tags = ["catalog"]  # noqa: RUF012
 
     @post("/", operation_id="createFamily", status_code=201, summary="Create a family.")
-    async def create(self, request: Req, container: ContainerDep, data: FamilyBody) -> Accepted:
+    async def create(
+        self, request: Req, container: ContainerDep, data: JSONBody[FamilyBody]
+    ) -> Accepted:
         command = m.CreateFamily(
             name=data.name,
             description=data.description,
@@ -50,7 +53,11 @@ class FamilyController(Controller):
         summary="Replace a family's details.",
     )
     async def update(
-        self, request: Req, container: ContainerDep, family_id: UUID, data: FamilyBody
+        self,
+        request: Req,
+        container: ContainerDep,
+        family_id: FromPath[UUID],
+        data: JSONBody[FamilyBody],
     ) -> Accepted:
         command = m.UpdateFamily(
             family_id=family_id,
@@ -67,7 +74,9 @@ class FamilyController(Controller):
         status_code=202,
         summary="Publish a family.",
     )
-    async def publish(self, request: Req, container: ContainerDep, family_id: UUID) -> Accepted:
+    async def publish(
+        self, request: Req, container: ContainerDep, family_id: FromPath[UUID]
+    ) -> Accepted:
         return await dispatch(request, container, m.PublishFamily(family_id=family_id))
 
     @post(
@@ -76,7 +85,9 @@ class FamilyController(Controller):
         status_code=202,
         summary="Withdraw a family from the catalog.",
     )
-    async def unpublish(self, request: Req, container: ContainerDep, family_id: UUID) -> Accepted:
+    async def unpublish(
+        self, request: Req, container: ContainerDep, family_id: FromPath[UUID]
+    ) -> Accepted:
         return await dispatch(request, container, m.UnpublishFamily(family_id=family_id))
 
     @post(
@@ -86,7 +97,11 @@ class FamilyController(Controller):
         summary="Create a set in a family.",
     )
     async def create_set(
-        self, request: Req, container: ContainerDep, family_id: UUID, data: IconSetBody
+        self,
+        request: Req,
+        container: ContainerDep,
+        family_id: FromPath[UUID],
+        data: JSONBody[IconSetBody],
     ) -> Accepted:
         command = m.CreateIconSet(
             family_id=family_id,
@@ -108,7 +123,11 @@ class IconSetController(Controller):
         summary="Rename, restyle or reprice a set.",
     )
     async def update(
-        self, request: Req, container: ContainerDep, set_id: UUID, data: IconSetPatch
+        self,
+        request: Req,
+        container: ContainerDep,
+        set_id: FromPath[UUID],
+        data: JSONBody[IconSetPatch],
     ) -> Accepted:
         command = m.UpdateIconSet(
             set_id=set_id,
@@ -125,7 +144,9 @@ class IconSetController(Controller):
         status_code=202,
         summary="Publish a set.",
     )
-    async def publish(self, request: Req, container: ContainerDep, set_id: UUID) -> Accepted:
+    async def publish(
+        self, request: Req, container: ContainerDep, set_id: FromPath[UUID]
+    ) -> Accepted:
         return await dispatch(request, container, m.PublishIconSet(set_id=set_id))
 
     @post(
@@ -134,7 +155,9 @@ class IconSetController(Controller):
         status_code=202,
         summary="Withdraw a set.",
     )
-    async def unpublish(self, request: Req, container: ContainerDep, set_id: UUID) -> Accepted:
+    async def unpublish(
+        self, request: Req, container: ContainerDep, set_id: FromPath[UUID]
+    ) -> Accepted:
         return await dispatch(request, container, m.UnpublishIconSet(set_id=set_id))
 
     @post(
@@ -144,7 +167,11 @@ class IconSetController(Controller):
         summary="Create an icon in a set (its SVG is uploaded separately).",
     )
     async def create_icon(
-        self, request: Req, container: ContainerDep, set_id: UUID, data: IconBody
+        self,
+        request: Req,
+        container: ContainerDep,
+        set_id: FromPath[UUID],
+        data: JSONBody[IconBody],
     ) -> Accepted:
         command = m.CreateIcon(
             set_id=set_id,
@@ -168,7 +195,11 @@ class IconController(Controller):
         summary="Replace an icon's name, tags and categories.",
     )
     async def update(
-        self, request: Req, container: ContainerDep, icon_id: UUID, data: IconPatch
+        self,
+        request: Req,
+        container: ContainerDep,
+        icon_id: FromPath[UUID],
+        data: JSONBody[IconPatch],
     ) -> Accepted:
         command = m.UpdateIconDetails(
             icon_id=icon_id,
@@ -185,7 +216,11 @@ class IconController(Controller):
         summary="Change an icon's price (integer minor units).",
     )
     async def price(
-        self, request: Req, container: ContainerDep, icon_id: UUID, data: PriceBody
+        self,
+        request: Req,
+        container: ContainerDep,
+        icon_id: FromPath[UUID],
+        data: JSONBody[PriceBody],
     ) -> Accepted:
         command = m.ChangeIconPrice(icon_id=icon_id, price=_money(data.price))
         return await dispatch(request, container, command)
@@ -197,7 +232,11 @@ class IconController(Controller):
         summary="Change an icon's licence (standard or extended).",
     )
     async def licence(
-        self, request: Req, container: ContainerDep, icon_id: UUID, data: LicenceBody
+        self,
+        request: Req,
+        container: ContainerDep,
+        icon_id: FromPath[UUID],
+        data: JSONBody[LicenceBody],
     ) -> Accepted:
         command = m.ChangeIconLicence(icon_id=icon_id, licence=data.licence)
         return await dispatch(request, container, command)
@@ -208,7 +247,9 @@ class IconController(Controller):
         status_code=202,
         summary="Publish an icon (needs its original and derivatives).",
     )
-    async def publish(self, request: Req, container: ContainerDep, icon_id: UUID) -> Accepted:
+    async def publish(
+        self, request: Req, container: ContainerDep, icon_id: FromPath[UUID]
+    ) -> Accepted:
         return await dispatch(request, container, m.PublishIcon(icon_id=icon_id))
 
     @post(
@@ -217,7 +258,9 @@ class IconController(Controller):
         status_code=202,
         summary="Withdraw an icon.",
     )
-    async def unpublish(self, request: Req, container: ContainerDep, icon_id: UUID) -> Accepted:
+    async def unpublish(
+        self, request: Req, container: ContainerDep, icon_id: FromPath[UUID]
+    ) -> Accepted:
         return await dispatch(request, container, m.UnpublishIcon(icon_id=icon_id))
 
     @post(
@@ -226,5 +269,7 @@ class IconController(Controller):
         status_code=202,
         summary="Retire an icon for good (buyers keep it).",
     )
-    async def retire(self, request: Req, container: ContainerDep, icon_id: UUID) -> Accepted:
+    async def retire(
+        self, request: Req, container: ContainerDep, icon_id: FromPath[UUID]
+    ) -> Accepted:
         return await dispatch(request, container, m.RetireIcon(icon_id=icon_id))

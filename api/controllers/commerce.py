@@ -6,6 +6,7 @@ from typing import Any
 from uuid import UUID
 
 from litestar import Controller, Request, Response, delete, post, put
+from litestar.params import FromPath, JSONBody
 
 from api.commanding import CommandAccepted, dispatch
 from api.controllers.deps import ContainerDep
@@ -21,7 +22,9 @@ class CartController(Controller):
     tags = ["commerce"]  # noqa: RUF012
 
     @post("/", operation_id="openCart", status_code=201, summary="Open a cart in a currency.")
-    async def open(self, request: Req, container: ContainerDep, data: CartBody) -> Accepted:
+    async def open(
+        self, request: Req, container: ContainerDep, data: JSONBody[CartBody]
+    ) -> Accepted:
         return await dispatch(
             request, container, m.OpenCart(currency=data.currency), status_code=201
         )
@@ -33,7 +36,11 @@ class CartController(Controller):
         summary="Add an icon or a set; its current price is taken now.",
     )
     async def add(
-        self, request: Req, container: ContainerDep, cart_id: UUID, data: CartLineBody
+        self,
+        request: Req,
+        container: ContainerDep,
+        cart_id: FromPath[UUID],
+        data: JSONBody[CartLineBody],
     ) -> Accepted:
         command = m.AddToCart(
             cart_id=cart_id, product_kind=data.product_kind, product_id=data.product_id
@@ -50,9 +57,9 @@ class CartController(Controller):
         self,
         request: Req,
         container: ContainerDep,
-        cart_id: UUID,
-        product_kind: str,
-        product_id: UUID,
+        cart_id: FromPath[UUID],
+        product_kind: FromPath[str],
+        product_id: FromPath[UUID],
     ) -> Accepted:
         command = m.RemoveFromCart(
             cart_id=cart_id, product_kind=product_kind, product_id=product_id
@@ -65,7 +72,9 @@ class CartController(Controller):
         status_code=202,
         summary="Remove every line.",
     )
-    async def clear(self, request: Req, container: ContainerDep, cart_id: UUID) -> Accepted:
+    async def clear(
+        self, request: Req, container: ContainerDep, cart_id: FromPath[UUID]
+    ) -> Accepted:
         return await dispatch(request, container, m.ClearCart(cart_id=cart_id))
 
     @post(
@@ -74,7 +83,9 @@ class CartController(Controller):
         status_code=201,
         summary="Close the cart and place its order (the result's id is the order's).",
     )
-    async def checkout(self, request: Req, container: ContainerDep, cart_id: UUID) -> Accepted:
+    async def checkout(
+        self, request: Req, container: ContainerDep, cart_id: FromPath[UUID]
+    ) -> Accepted:
         return await dispatch(request, container, m.CheckOut(cart_id=cart_id), status_code=201)
 
 
@@ -89,7 +100,11 @@ class OrderController(Controller):
         summary="Cancel an order that is not paid.",
     )
     async def cancel(
-        self, request: Req, container: ContainerDep, order_id: UUID, data: CancelBody | None = None
+        self,
+        request: Req,
+        container: ContainerDep,
+        order_id: FromPath[UUID],
+        data: JSONBody[CancelBody | None] = None,
     ) -> Accepted:
         reason = data.reason if data else "cancelled by the customer"
         return await dispatch(request, container, m.CancelOrder(order_id=order_id, reason=reason))
@@ -105,7 +120,7 @@ class FavouriteController(Controller):
         status_code=202,
         summary="Mark an icon as a favourite.",
     )
-    async def add(self, request: Req, container: ContainerDep, icon_id: UUID) -> Accepted:
+    async def add(self, request: Req, container: ContainerDep, icon_id: FromPath[UUID]) -> Accepted:
         return await dispatch(request, container, m.AddFavourite(icon_id=icon_id))
 
     @delete(
@@ -114,5 +129,7 @@ class FavouriteController(Controller):
         status_code=202,
         summary="Unmark a favourite.",
     )
-    async def remove(self, request: Req, container: ContainerDep, icon_id: UUID) -> Accepted:
+    async def remove(
+        self, request: Req, container: ContainerDep, icon_id: FromPath[UUID]
+    ) -> Accepted:
         return await dispatch(request, container, m.RemoveFavourite(icon_id=icon_id))
