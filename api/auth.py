@@ -67,7 +67,8 @@ class TokenService:
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"the token is not valid: {exc}") from None
         if claims.get("typ") != kind:
-            raise Unauthenticated(f"a {kind} token is required")
+            article = "an" if kind[0] in "aeiou" else "a"
+            raise Unauthenticated(f"{article} {kind} token is required")
         roles = claims.get("roles")
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise Unauthenticated("the token's roles are malformed")

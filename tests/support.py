@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from commands import messages as m
+from commands.applications import Applications
 from commands.bus import CommandBus
 from commands.results import CommandContext
 
@@ -92,3 +93,55 @@ def published_catalog(
     bus.execute(m.PublishIconSet(set_id=set_id), contributor)
     bus.execute(m.PublishFamily(family_id=family_id), contributor)
     return Catalog(owner, family_id, set_id, tuple(icon_ids))
+
+
+@dataclass(frozen=True)
+class Appended:
+    """One stored event, as the notification log holds it."""
+
+    context: str
+    name: str
+    originator_id: UUID
+    version: int
+    position: int
+
+
+def log_heads(apps: Applications) -> dict[str, int]:
+    """Each context's last notification id: take it before a call, then ask ``appended_since``."""
+    return {app.context: app.recorder.max_notification_id() or 0 for app in apps.all()}
+
+
+def appended_since(
+    apps: Applications,
+    heads: dict[str, int],
+    correlation_id: str,
+    watched: set[UUID] | frozenset[UUID] = frozenset(),
+) -> list[Appended]:
+    """Events after ``heads`` that carry ``correlation_id`` or belong to a ``watched`` aggregate.
+
+    Filtering by correlation id, not comparing heads, keeps "nothing appended" checks exact while
+    other processes write to the same store.
+    """
+    page = 500
+    found = []
+    for app in apps.all():
+        start = heads[app.context] + 1
+        while True:
+            batch = app.recorder.select_notifications(start, limit=page)
+            for notification in batch:
+                event = app.mapper.to_domain_event(notification)
+                correlation = getattr(event, "correlation_id", None)
+                if correlation == correlation_id or event.originator_id in watched:
+                    found.append(
+                        Appended(
+                            app.context,
+                            type(event).__qualname__,
+                            event.originator_id,
+                            event.originator_version,
+                            notification.id,
+                        )
+                    )
+            if len(batch) < page:
+                break
+            start = batch[-1].id + 1
+    return found
