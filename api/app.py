@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from concurrent.futures import ThreadPoolExecutor
 
 from litestar import Litestar
@@ -23,6 +24,15 @@ API_VERSION = "0.1.0"
 
 
 COMMAND_THREADS = 32
+
+
+def _tune_gc() -> None:
+    """Move everything built at startup out of the collector's sight, and collect young objects
+    less often: each request allocates many short-lived objects (copies of cached aggregates),
+    and frequent full collections over the aggregate cache showed as 100-400 ms latency spikes."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
 
 def _worker_threads() -> None:
@@ -72,7 +82,7 @@ def create_app(container: Container | None = None) -> Litestar:
             path="/schema",
             render_plugins=[SwaggerRenderPlugin(), ScalarRenderPlugin(path="/scalar")],
         ),
-        on_startup=[container.warm, _worker_threads],
+        on_startup=[container.warm, _worker_threads, _tune_gc],
         on_shutdown=[shutdown],
         logging_config=None,
         debug=False,

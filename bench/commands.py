@@ -25,6 +25,7 @@ from tests.support import ctx, published_catalog
 
 CONCURRENCY = (1, 16, 64)
 DURATION_S = int(os.environ.get("ICONMARKET_BENCH_SECONDS", "8"))
+WARMUP_S = 3
 ICONS = 80
 CARTS_PER_RUN = 400
 CUSTOMERS = 20
@@ -51,7 +52,7 @@ def _pairs_file(container: Container, icon_ids: tuple[uuid.UUID, ...], run: str)
     return path
 
 
-def _wrk(base: str, concurrency: int, pairs: Path) -> dict[str, Any]:
+def _wrk(base: str, concurrency: int, pairs: Path, seconds: int = DURATION_S) -> dict[str, Any]:
     threads = min(2, concurrency)
     out = subprocess.run(
         [
@@ -61,7 +62,7 @@ def _wrk(base: str, concurrency: int, pairs: Path) -> dict[str, Any]:
             "-c",
             str(concurrency),
             "-d",
-            f"{DURATION_S}s",
+            f"{seconds}s",
             "--latency",
             "-s",
             str(LUA),
@@ -106,6 +107,12 @@ def run() -> dict[str, Any]:
                 "ICONMARKET_API_WORKERS": str(workers),
             }
             with api_server(env) as base:
+                # Warm up (first requests pay imports, connections and cold caches); not reported.
+                warmup = _pairs_file(container, catalog.icon_ids, uuid.uuid4().hex[:6])
+                try:
+                    _wrk(base, 16, warmup, seconds=WARMUP_S)
+                finally:
+                    warmup.unlink()
                 for concurrency in CONCURRENCY:
                     pairs = _pairs_file(container, catalog.icon_ids, uuid.uuid4().hex[:6])
                     try:
