@@ -35,7 +35,14 @@ class StripeMock(Service):
 
     def command(self, ctx: StackContext) -> list[str]:
         host = ctx.settings.stripe_api_base.split("//", 1)[1].rsplit(":", 1)[0]
-        return [str(self._bin(ctx) / "stripe-mock"), "-http-addr", f"{host}:{self.port(ctx)}"]
+        # stripe-mock always serves HTTPS too, on all interfaces unless told otherwise.
+        return [
+            str(self._bin(ctx) / "stripe-mock"),
+            "-http-addr",
+            f"{host}:{self.port(ctx)}",
+            "-https-addr",
+            f"{host}:{self.port(ctx) + 1}",
+        ]
 
     def check(self, ctx: StackContext) -> None:
         import httpx
