@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from infra.cli import config_cmd, run_cmd, stack_cmd
+from infra.cli import config_cmd, relay_cmd, run_cmd, stack_cmd
 from infra.settings import SettingsError
 from infra.stack.base import StackError
 
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     stack_cmd.register(commands)
     config_cmd.register(commands)
     run_cmd.register(commands)
+    relay_cmd.register(commands)
     return parser
 
 

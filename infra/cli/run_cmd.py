@@ -114,7 +114,10 @@ def _health(_args: argparse.Namespace) -> int:
 def processes(settings: Settings) -> dict[str, list[str]]:
     """The long-running processes of `iconmarket run`; workers join as they are built."""
     del settings
-    return {"api": [sys.executable, "-m", "infra.cli", "api"]}
+    return {
+        "api": [sys.executable, "-m", "infra.cli", "api"],
+        "relay": [sys.executable, "-m", "infra.cli", "relay"],
+    }
 
 
 def _run(args: argparse.Namespace) -> int:
