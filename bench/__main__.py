@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ["roundtrip", "commands"]
+BENCHMARKS = ["roundtrip", "commands", "relay"]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -34,11 +34,12 @@ def _markdown(report: dict[str, Any]) -> str:
     for bench in report["benchmarks"]:
         lines += ["", f"## {bench['name']} ({bench['unit']})", ""]
         rows = bench["results"]
-        columns = list(next(iter(rows.values())).keys())
+        columns = list(dict.fromkeys(column for values in rows.values() for column in values))
         lines.append("| case | " + " | ".join(columns) + " |")
         lines.append("| --- | " + " | ".join("---" for _ in columns) + " |")
         for case, values in rows.items():
-            lines.append(f"| {case} | " + " | ".join(str(values[c]) for c in columns) + " |")
+            cells = [str(values.get(column, "")) for column in columns]
+            lines.append(f"| {case} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

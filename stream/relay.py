@@ -29,6 +29,7 @@ from psycopg import sql
 from commands.applications import ContextApplication
 from infra.settings import Settings
 from stream import envelope as env
+from stream.producer import ConfluentProducer, EventProducer
 from stream.topics import topic_for
 
 log = logging.getLogger("iconmarket.relay")
@@ -87,20 +88,6 @@ class RelayStats:
     active: bool = False
 
 
-def _producer(settings: Settings) -> Any:
-    from kafka import KafkaProducer
-
-    return KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        client_id="iconmarket-relay",
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=2,
-        batch_size=256 * 1024,
-        max_request_size=4 * 1024 * 1024,
-    )
-
-
 class Relay:
     """Publishes one application's log to its Kafka topic; ``run`` until ``stop`` is set."""
 
@@ -115,7 +102,7 @@ class Relay:
         batch_size: int = 2000,
         idle_wait_s: float = 1.0,
         lock_retry_s: float = 1.0,
-        producer_factory: Callable[[Settings], Any] = _producer,
+        producer_factory: Callable[[Settings], EventProducer] = ConfluentProducer,
     ) -> None:
         self.app = app
         self.settings = settings
@@ -184,32 +171,26 @@ class Relay:
                             continue
                         position = published
                 finally:
-                    producer.close(timeout=10)
+                    producer.close()
                     self.stats.active = False
 
-    def _publish_batch(self, producer: Any, positions: RelayPositions, after: int) -> int | None:
+    def _publish_batch(
+        self, producer: EventProducer, positions: RelayPositions, after: int
+    ) -> int | None:
         recorder: Any = self.app.recorder
         notifications = recorder.select_notifications(
             start=after + 1, limit=self.batch_size, inclusive_of_start=True
         )
         if not notifications:
             return None
-        futures = []
         for notification in notifications:
             envelope = env.to_envelope(
                 self.app.context, notification.id, self.app.mapper.to_domain_event(notification)
             )
-            futures.append(
-                producer.send(
-                    self.topic,
-                    key=env.key(envelope),
-                    value=env.encode(envelope),
-                    headers=env.headers(envelope),
-                )
+            producer.send(
+                self.topic, env.key(envelope), env.encode(envelope), env.headers(envelope)
             )
-        producer.flush()
-        for future in futures:
-            future.get(timeout=0)  # raises if any send failed: nothing is saved, all is resent
+        producer.flush()  # raises unless every message was acknowledged: then nothing is saved
         last = int(notifications[-1].id)
         self._maybe_fault()
         positions.save(self.log_name, last)
