@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from prometheus_client import Counter, Gauge
 from psycopg import sql
 
 from commands.applications import ContextApplication
@@ -33,6 +34,28 @@ from stream.producer import ConfluentProducer, EventProducer
 from stream.topics import topic_for
 
 log = logging.getLogger("iconmarket.relay")
+
+PUBLISHED = Counter(
+    "iconmarket_relay_events_published", "Events the relay published to Kafka.", ["log"]
+)
+POSITION = Gauge(
+    "iconmarket_relay_position",
+    "Last position published and saved.",
+    ["log"],
+    multiprocess_mode="livemax",
+)
+LAG = Gauge(
+    "iconmarket_relay_lag_events",
+    "Events committed but not yet published.",
+    ["log"],
+    multiprocess_mode="livemax",
+)
+ACTIVE = Gauge(
+    "iconmarket_relay_active",
+    "1 while this process holds the log's relay lock.",
+    ["log"],
+    multiprocess_mode="livesum",
+)
 
 POSITIONS_TABLE = "relay_positions"
 POSITIONS_CHANNEL = "iconmarket_relay_positions"
@@ -157,6 +180,7 @@ class Relay:
                 position = saved if saved is not None else (self.start_after or 0)
                 producer = self.producer_factory(self.settings)
                 self.stats.active, self.stats.position = True, position
+                ACTIVE.labels(self.log_name).set(1)
                 log.info(
                     "relay active",
                     extra={"log_name": self.log_name, "position": position, "topic": self.topic},
@@ -166,13 +190,18 @@ class Relay:
                         lock_conn.execute("SELECT 1")  # the lock lives as long as this connection
                         published = self._publish_batch(producer, positions, position)
                         if published is None:
+                            LAG.labels(self.log_name).set(0)
                             for _ in listener.notifies(timeout=self.idle_wait_s, stop_after=1):
                                 pass
                             continue
                         position = published
+                        LAG.labels(self.log_name).set(
+                            max(0, (recorder.max_notification_id() or 0) - position)
+                        )
                 finally:
                     producer.close()
                     self.stats.active = False
+                    ACTIVE.labels(self.log_name).set(0)
 
     def _publish_batch(
         self, producer: EventProducer, positions: RelayPositions, after: int
@@ -194,6 +223,8 @@ class Relay:
         last = int(notifications[-1].id)
         self._maybe_fault()
         positions.save(self.log_name, last)
+        PUBLISHED.labels(self.log_name).inc(len(notifications))
+        POSITION.labels(self.log_name).set(last)
         self.stats.published += len(notifications)
         self.stats.batches += 1
         self.stats.position = last

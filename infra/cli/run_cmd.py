@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -146,10 +148,17 @@ def _demo_load(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _metrics_dir(settings: Settings) -> Path:
+    """A fresh directory where every child writes its Prometheus metrics; /metrics sums them."""
+    path = Path(settings.state_dir) / "metrics"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
 def supervise(commands: dict[str, list[str]], settings: Settings, console: Console) -> int:
-    children = {
-        name: subprocess.Popen(argv, env=os.environ.copy()) for name, argv in commands.items()
-    }
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(_metrics_dir(settings))}
+    children = {name: subprocess.Popen(argv, env=env) for name, argv in commands.items()}
     stopping = False
 
     def stop(_signum: int, _frame: object) -> None:

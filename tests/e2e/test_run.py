@@ -51,8 +51,12 @@ def test_run_serves_ready_and_stops_on_ctrl_c() -> None:
         bufsize=0,  # unbuffered, so select() and readline() agree on what is left to read
     )
     try:
-        lines = _wait_for_log(proc, "Application startup complete", timeout_s=60)
+        lines = _wait_for_log(proc, "Application startup complete", timeout_s=90)
         assert any("iconmarket is running" in line for line in lines)
+        if not any('"relay active"' in line and '"log_name": "catalog"' in line for line in lines):
+            _wait_for_log(proc, '"log_name": "catalog"', timeout_s=30)
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        assert 'iconmarket_relay_active{log="catalog"} 1.0' in metrics
         response = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=10)
         assert response.status_code == 200, response.text
         assert response.json()["down"] == []
