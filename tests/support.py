@@ -35,6 +35,30 @@ class Catalog:
     icon_ids: tuple[UUID, ...]
 
 
+def record_media(bus: CommandBus, icon_id: UUID, owner: CommandContext) -> str:
+    """Record an original (as ``owner``) and one PNG derivative (as the media service) for an
+    icon, which makes it publishable; returns the original's content hash."""
+    content_hash = f"sha256-{uuid.uuid4().hex}"
+    original = m.SvgOriginal(
+        key=f"originals/{content_hash}.svg",
+        content_hash=content_hash,
+        size_bytes=321,
+        width=24,
+        height=24,
+    )
+    bus.execute(m.RecordOriginal(icon_id=icon_id, original=original), owner)
+    derivative = m.DerivativeItem(
+        kind="png", size=64, key=f"d/{content_hash}/png-64.png", size_bytes=900
+    )
+    bus.execute(
+        m.RecordDerivatives(
+            icon_id=icon_id, source_hash=content_hash, renderer_version="r1", items=(derivative,)
+        ),
+        SERVICE,
+    )
+    return content_hash
+
+
 def published_catalog(
     bus: CommandBus, owner: str, prices: tuple[int, ...] = (500, 0), bundle: int | None = 900
 ) -> Catalog:
@@ -61,33 +85,7 @@ def published_catalog(
             ),
             contributor,
         ).aggregate_id
-        content_hash = f"sha256-{uuid.uuid4().hex}"
-        bus.execute(
-            m.RecordOriginal(
-                icon_id=icon_id,
-                original=m.SvgOriginal(
-                    key=f"originals/{content_hash}.svg",
-                    content_hash=content_hash,
-                    size_bytes=321,
-                    width=24,
-                    height=24,
-                ),
-            ),
-            contributor,
-        )
-        bus.execute(
-            m.RecordDerivatives(
-                icon_id=icon_id,
-                source_hash=content_hash,
-                renderer_version="r1",
-                items=(
-                    m.DerivativeItem(
-                        kind="png", size=64, key=f"d/{content_hash}/png-64.png", size_bytes=900
-                    ),
-                ),
-            ),
-            SERVICE,
-        )
+        record_media(bus, icon_id, contributor)
         bus.execute(m.PublishIcon(icon_id=icon_id), contributor)
         icon_ids.append(icon_id)
     bus.execute(m.PublishIconSet(set_id=set_id), contributor)

@@ -28,12 +28,12 @@ from domain.order import Order
 from infra.bootstrap import Container, bootstrap
 from infra.settings import Settings
 from tests.support import (
-    SERVICE,
     Catalog,
     appended_since,
     ctx,
     log_heads,
     published_catalog,
+    record_media,
 )
 
 ROLES = ("customer", "contributor", "admin", "superadmin", "auditor", "denyall")
@@ -188,33 +188,7 @@ class World:
             who,
         ).aggregate_id
         if rendered or published:
-            content_hash = f"sha256-{uuid.uuid4().hex}"
-            self.bus.execute(
-                m.RecordOriginal(
-                    icon_id=icon_id,
-                    original=m.SvgOriginal(
-                        key=f"originals/{content_hash}.svg",
-                        content_hash=content_hash,
-                        size_bytes=321,
-                        width=24,
-                        height=24,
-                    ),
-                ),
-                who,
-            )
-            self.bus.execute(
-                m.RecordDerivatives(
-                    icon_id=icon_id,
-                    source_hash=content_hash,
-                    renderer_version="r1",
-                    items=(
-                        m.DerivativeItem(
-                            kind="png", size=64, key=f"d/{content_hash}/64.png", size_bytes=900
-                        ),
-                    ),
-                ),
-                SERVICE,
-            )
+            record_media(self.bus, icon_id, who)
         if published:
             self.bus.execute(m.PublishIcon(icon_id=icon_id), who)
         return icon_id
