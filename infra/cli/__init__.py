@@ -6,7 +6,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from infra.cli import config_cmd, relay_cmd, run_cmd, stack_cmd
+from infra.cli import (
+    config_cmd,
+    relay_cmd,
+    run_cmd,
+    schema_cmd,
+    stack_cmd,
+    stream_cmd,
+)
 from infra.settings import SettingsError
 from infra.stack.base import StackError
 
@@ -21,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     config_cmd.register(commands)
     run_cmd.register(commands)
     relay_cmd.register(commands)
+    schema_cmd.register(commands)
+    stream_cmd.register(commands)
     return parser
 
 
