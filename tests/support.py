@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 from commands import messages as m
@@ -143,3 +147,21 @@ def appended_since(
                 break
             start = batch[-1].id + 1
     return found
+
+
+SCHEMAS = Path(__file__).resolve().parent.parent / "docs" / "events" / "schemas"
+
+
+@functools.cache
+def _schema_validator(event_type: str) -> Any:
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads((SCHEMAS / f"{event_type}.json").read_text())
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def validate_message(value: bytes) -> dict[str, Any]:
+    """Check a Kafka message against the checked-in JSON Schema of its event type (raises)."""
+    payload: dict[str, Any] = json.loads(value)
+    _schema_validator(payload["type"]).validate(payload)
+    return payload

@@ -30,7 +30,7 @@ from infra.bootstrap import Container
 from infra.settings import Settings
 from stream.envelope import decode
 from stream.relay import FAULT_VAR, POSITIONS_CHANNEL, Relay, RelayPositions
-from tests.support import ctx
+from tests.support import ctx, validate_message
 
 
 @pytest.fixture
@@ -85,6 +85,7 @@ def _consume(settings: Settings, topic: str, expected: set[int], timeout_s: floa
     seen: set[int] = set()
     try:
         for message in consumer:
+            validate_message(message.value)  # every message seen matches its published schema
             messages.append(message)
             seen.add(decode(message.value).position)
             if expected <= seen:
