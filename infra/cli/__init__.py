@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from infra.cli import (
     config_cmd,
+    dlq_cmd,
     relay_cmd,
     run_cmd,
     schema_cmd,
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     relay_cmd.register(commands)
     schema_cmd.register(commands)
     stream_cmd.register(commands)
+    dlq_cmd.register(commands)
     return parser
 
 
