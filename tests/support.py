@@ -165,3 +165,30 @@ def validate_message(value: bytes) -> dict[str, Any]:
     payload: dict[str, Any] = json.loads(value)
     _schema_validator(payload["type"]).validate(payload)
     return payload
+
+
+def cart_envelopes(customer: str = "cust-1", prices: tuple[int, ...] = (250, 99)) -> list[Any]:
+    """The envelopes of a real cart story (open, add each icon, remove the first, check out),
+    produced by the command bus on the in-memory store."""
+    from commands.applications import build_applications
+    from commands.routes import ROUTES
+    from stream.envelope import to_envelope
+
+    apps = build_applications(None)
+    bus = CommandBus(apps, ROUTES)
+    catalog = published_catalog(bus, "owner-1", prices=prices)
+    who = ctx(customer, "customer")
+    cart_id = bus.execute(m.OpenCart(currency="USD"), who).aggregate_id
+    for icon_id in catalog.icon_ids:
+        bus.execute(m.AddToCart(cart_id=cart_id, product_kind="icon", product_id=icon_id), who)
+    bus.execute(
+        m.RemoveFromCart(cart_id=cart_id, product_kind="icon", product_id=catalog.icon_ids[0]),
+        who,
+    )
+    bus.execute(m.CheckOut(cart_id=cart_id), who)
+    envelopes = [
+        to_envelope("commerce", n.id, apps.commerce.mapper.to_domain_event(n))
+        for n in apps.commerce.recorder.select_notifications(start=None, limit=10_000)
+    ]
+    apps.close()
+    return [e for e in envelopes if e.aggregate_id == str(cart_id)]
