@@ -10,6 +10,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
+from api.freshness import StaleRead
 from commands.errors import (
     AccessDenied,
     AggregateNotFound,
@@ -104,7 +105,18 @@ def _command(_request: Request[Any, Any, Any], exc: CommandError) -> Response[An
     return problem(status, exc.code, exc.message, headers=headers)
 
 
+def _stale(_request: Request[Any, Any, Any], exc: StaleRead) -> Response[Any]:
+    return problem(
+        503,
+        exc.code,
+        str(exc),
+        extra={"min_position": exc.wanted, "position": exc.reached},
+        headers={"Retry-After": "1"},
+    )
+
+
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    StaleRead: _stale,
     DomainError: _domain,
     CommandError: _command,
     ValidationException: _validation,

@@ -24,6 +24,7 @@ class Action(StrEnum):
     CART_CREATE = "cart.create"
     CART_MODIFY = "cart.modify"
     CART_CHECKOUT = "cart.checkout"
+    CART_READ = "cart.read"
     ORDER_CANCEL = "order.cancel"
     FAVOURITES_MODIFY = "favourites.modify"
     ACCOUNT_READ_SELF = "account.read_self"
@@ -76,6 +77,7 @@ RULES: dict[Action, _Rule] = {
     Action.CART_CREATE: _Rule(_CUSTOMER, owner_only=False),
     Action.CART_MODIFY: _Rule(_CUSTOMER, owner_only=True),
     Action.CART_CHECKOUT: _Rule(_CUSTOMER, owner_only=True),
+    Action.CART_READ: _Rule(_CUSTOMER, owner_only=True),
     Action.ORDER_CANCEL: _Rule(_CUSTOMER, owner_only=True),
     Action.FAVOURITES_MODIFY: _Rule(_CUSTOMER, owner_only=True),
     Action.ACCOUNT_READ_SELF: _Rule(_ANY_MEMBER, owner_only=True),

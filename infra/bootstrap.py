@@ -60,6 +60,20 @@ class Container:
         )
 
     @cached_property
+    def redis_async(self) -> Any:
+        """An asyncio Redis client for the API's queries, pooled for its concurrency."""
+        import redis.asyncio as redis_async
+
+        s = self.settings
+        return redis_async.Redis(
+            host=s.redis_host,
+            port=s.redis_port,
+            socket_timeout=s.health_timeout_s,
+            socket_connect_timeout=s.health_timeout_s,
+            max_connections=256,
+        )
+
+    @cached_property
     def opensearch(self) -> Any:
         from opensearchpy import OpenSearch
 

@@ -44,6 +44,12 @@ class Settings:
     health_timeout_s: float = _setting(
         2.0, "Seconds each dependency check in /health/ready may take.", group="api"
     )
+    read_your_writes_timeout_s: float = _setting(
+        2.0,
+        "How long a query given a min_position waits for the read model to reach it before "
+        "answering 503 stale.",
+        group="api",
+    )
     jwt_access_ttl_s: int = _setting(900, "Lifetime of an access token in seconds.", group="api")
     jwt_refresh_ttl_s: int = _setting(
         1_209_600, "Lifetime of a refresh token in seconds (14 days).", group="api"

@@ -14,7 +14,8 @@ from projections.carts import CartWrite
 
 CART_TTL_S = 7 * 24 * 3600
 
-# KEYS[1] = cart hash; ARGV = version, position, ttl, op, meta-json, field, value-json
+# KEYS: the cart hash, its change channel.
+# ARGV: version, position, ttl, op, meta-json, field, value-json.
 _APPLY = """
 local stored = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 local version = tonumber(ARGV[1])
@@ -41,6 +42,7 @@ elseif op == 'clear' or op == 'close' then
 end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'position', ARGV[2])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+redis.call('PUBLISH', KEYS[2], ARGV[2])
 return 1
 """
 
@@ -65,6 +67,10 @@ class RedisCartView:
     def key(self, cart_id: str) -> str:
         return f"{self._prefix}cart:{cart_id}"
 
+    def channel(self, cart_id: str) -> str:
+        """Where the new position is published each time this cart's view changes."""
+        return f"{self._prefix}cart-changed:{cart_id}"
+
     def apply(self, writes: list[CartWrite]) -> int:
         """Apply writes in order; returns how many changed the view (older ones are no-ops)."""
         pipe = self._client.pipeline(transaction=False)
@@ -73,7 +79,7 @@ class RedisCartView:
             value = json.dumps(write.fields.get("line", {}), sort_keys=True)
             meta = {k: v for k, v in write.fields.items() if k not in {"key", "line"}}
             self._script(
-                keys=[self.key(write.cart_id)],
+                keys=[self.key(write.cart_id), self.channel(write.cart_id)],
                 args=[
                     write.version,
                     write.position,
@@ -88,21 +94,25 @@ class RedisCartView:
         return sum(int(result) for result in pipe.execute())
 
     def get(self, cart_id: str) -> dict[str, Any] | None:
-        raw = self._client.hgetall(self.key(cart_id))
-        if not raw:
-            return None
-        fields = {k.decode(): v.decode() for k, v in raw.items()}
-        meta = json.loads(fields["meta"]) if "meta" in fields else {}
-        lines = sorted(
-            (json.loads(v) for k, v in fields.items() if k.startswith("line:")),
-            key=lambda line: (line["product_kind"], line["product_id"]),
-        )
-        total = sum(line["unit_price"]["amount_minor"] for line in lines)
-        return {
-            "id": cart_id,
-            **meta,
-            "lines": lines,
-            "total": {"amount_minor": total, "currency": meta.get("currency")},
-            "version": int(fields["version"]),
-            "position": int(fields["position"]),
-        }
+        return cart_document(cart_id, self._client.hgetall(self.key(cart_id)))
+
+
+def cart_document(cart_id: str, raw: dict[bytes, bytes]) -> dict[str, Any] | None:
+    """The cart as the API shows it, from the hash's raw fields (None when there is none)."""
+    if not raw:
+        return None
+    fields = {k.decode(): v.decode() for k, v in raw.items()}
+    meta = json.loads(fields["meta"]) if "meta" in fields else {}
+    lines = sorted(
+        (json.loads(v) for k, v in fields.items() if k.startswith("line:")),
+        key=lambda line: (line["product_kind"], line["product_id"]),
+    )
+    total = sum(line["unit_price"]["amount_minor"] for line in lines)
+    return {
+        "id": cart_id,
+        **meta,
+        "lines": lines,
+        "total": {"amount_minor": total, "currency": meta.get("currency")},
+        "version": int(fields["version"]),
+        "position": int(fields["position"]),
+    }

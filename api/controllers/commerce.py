@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from litestar import Controller, Request, Response, delete, post, put
-from litestar.params import FromPath, JSONBody
+from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.params import FromPath, JSONBody, Parameter
 
-from api.commanding import CommandAccepted, dispatch
+from api.commanding import CommandAccepted, actor_of, dispatch
 from api.controllers.deps import ContainerDep
+from api.freshness import read_fresh
 from api.schemas import CancelBody, CartBody, CartLineBody
 from commands import messages as m
+from commands.errors import AccessDenied, AggregateNotFound
+from commands.policy import Action, Resource, decide
+from projections.cart_view import RedisCartView, cart_document
 
 Req = Request[Any, Any, Any]
 Accepted = Response[CommandAccepted]
@@ -20,6 +24,41 @@ Accepted = Response[CommandAccepted]
 class CartController(Controller):
     path = "/v1/carts"
     tags = ["commerce"]  # noqa: RUF012
+
+    @get(
+        "/{cart_id:uuid}",
+        operation_id="getCart",
+        summary="A cart from the read model; pass min_position (or X-Min-Position) to read your "
+        "own write: the answer waits until it is applied, or is 503 stale.",
+    )
+    async def get_cart(
+        self,
+        request: Req,
+        container: ContainerDep,
+        cart_id: FromPath[UUID],
+        min_position: Annotated[int | None, Parameter(query="min_position", ge=0)] = None,
+        x_min_position: Annotated[int | None, Parameter(header="x-min-position", ge=0)] = None,
+    ) -> Response[dict[str, Any]]:
+        actor = actor_of(request, container)
+        view = RedisCartView(container.redis_async)
+        key = view.key(str(cart_id))
+
+        async def read() -> dict[str, Any] | None:
+            return cart_document(str(cart_id), await container.redis_async.hgetall(key))
+
+        cart = await read_fresh(
+            read,
+            redis=container.redis_async,
+            channel=view.channel(str(cart_id)),
+            min_position=min_position if min_position is not None else x_min_position,
+            timeout_s=container.settings.read_your_writes_timeout_s,
+        )
+        if cart is None:
+            raise AggregateNotFound(f"cart {cart_id} does not exist")
+        decision = decide(actor, Action.CART_READ, Resource("cart", cart["owner_id"]))
+        if not decision.allowed:
+            raise AccessDenied(decision.reason)
+        return Response(cart, headers={"X-Projection-Position": str(cart["position"])})
 
     @post("/", operation_id="openCart", status_code=201, summary="Open a cart in a currency.")
     async def open(

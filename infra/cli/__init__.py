@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from infra.cli import (
     config_cmd,
     dlq_cmd,
+    project_cmd,
     relay_cmd,
     run_cmd,
     schema_cmd,
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema_cmd.register(commands)
     stream_cmd.register(commands)
     dlq_cmd.register(commands)
+    project_cmd.register(commands)
     return parser
 
 

@@ -119,6 +119,7 @@ def processes(settings: Settings) -> dict[str, list[str]]:
     return {
         "api": [sys.executable, "-m", "infra.cli", "api"],
         "relay": [sys.executable, "-m", "infra.cli", "relay"],
+        "projections": [sys.executable, "-m", "infra.cli", "project", "run"],
     }
 
 
