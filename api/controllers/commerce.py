@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from litestar import Controller, Request, Response, delete, get, post, put
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from api.commanding import CommandAccepted, actor_of, dispatch
 from api.controllers.deps import ContainerDep
@@ -36,8 +36,8 @@ class CartController(Controller):
         request: Req,
         container: ContainerDep,
         cart_id: FromPath[UUID],
-        min_position: Annotated[int | None, Parameter(query="min_position", ge=0)] = None,
-        x_min_position: Annotated[int | None, Parameter(header="x-min-position", ge=0)] = None,
+        min_position: Annotated[int | None, QueryParameter(name="min_position", ge=0)] = None,
+        x_min_position: Annotated[int | None, HeaderParameter(name="x-min-position", ge=0)] = None,
     ) -> Response[dict[str, Any]]:
         actor = actor_of(request, container)
         view = RedisCartView(container.redis_async)
