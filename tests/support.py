@@ -192,3 +192,29 @@ def cart_envelopes(customer: str = "cust-1", prices: tuple[int, ...] = (250, 99)
     ]
     apps.close()
     return [e for e in envelopes if e.aggregate_id == str(cart_id)]
+
+
+def wait_for_topic_leaders(
+    bootstrap: str, topic: str, partitions: int, timeout_s: float = 30
+) -> None:
+    """Block until Kafka's metadata shows a leader for every partition of a just-created topic.
+
+    A consumer that subscribes before that may be assigned partitions it then never fetches;
+    each check here is a metadata round trip to the broker, not a sleep."""
+    import time
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    probe = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            probe.topics()  # forces a metadata request
+            cluster = probe._client.cluster
+            known = cluster.partitions_for_topic(topic) or set()
+            leaders = [cluster.leader_for_partition(TopicPartition(topic, p)) for p in known]
+            if len(known) == partitions and all(leader not in (None, -1) for leader in leaders):
+                return
+        raise AssertionError(f"topic {topic} has no leader for every partition after {timeout_s}s")
+    finally:
+        probe.close()

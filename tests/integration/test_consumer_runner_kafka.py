@@ -29,6 +29,7 @@ from stream import envelope as env
 from stream.consumer import Backoff, ConsumerRunner, Delivery, Partition
 from stream.dlq import read_dead_letters
 from stream.topics import dead_letter_topic
+from tests.support import wait_for_topic_leaders
 
 pytestmark = pytest.mark.integration
 
@@ -43,6 +44,8 @@ def topic(container: Container) -> Iterator[str]:
     admin.create_topics(
         [NewTopic(name, 3, 1), NewTopic(dead_letter_topic(name), 3, 1)], timeout_ms=10_000
     )
+    for created in (name, dead_letter_topic(name)):
+        wait_for_topic_leaders(container.settings.kafka_bootstrap, created, 3)
     yield name
     admin.delete_topics([name, dead_letter_topic(name)])
     admin.close()

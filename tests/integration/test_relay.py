@@ -30,7 +30,7 @@ from infra.bootstrap import Container
 from infra.settings import Settings
 from stream.envelope import decode
 from stream.relay import FAULT_VAR, POSITIONS_CHANNEL, Relay, RelayPositions
-from tests.support import ctx, validate_message
+from tests.support import ctx, validate_message, wait_for_topic_leaders
 
 
 @pytest.fixture
@@ -38,6 +38,7 @@ def topic(container: Container) -> Iterator[str]:
     name = f"test.relay.{uuid.uuid4().hex[:10]}"
     admin = container.kafka_admin()
     admin.create_topics([NewTopic(name, 3, 1)], timeout_ms=10_000)
+    wait_for_topic_leaders(container.settings.kafka_bootstrap, name, 3)
     yield name
     admin.delete_topics([name])
     admin.close()

@@ -10,6 +10,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
 from infra.bootstrap import Container
+from tests.support import wait_for_topic_leaders
 
 
 def test_postgres_is_version_15_and_runs_queries(container: Container) -> None:
@@ -37,6 +38,7 @@ def test_kafka_round_trip_through_a_consumer_group(container: Container) -> None
     group = f"test-group-{uuid.uuid4().hex[:8]}"
     admin = container.kafka_admin()
     admin.create_topics([NewTopic(topic, 1, 1)], timeout_ms=10_000)
+    wait_for_topic_leaders(container.settings.kafka_bootstrap, topic, 1)
     producer = KafkaProducer(bootstrap_servers=container.settings.kafka_bootstrap, acks="all")
     consumer = KafkaConsumer(
         topic,

@@ -18,6 +18,7 @@ from domain.money import Money
 from infra.bootstrap import Container
 from infra.settings import REPO_ROOT
 from stream.envelope import Envelope, encode, headers, key, to_envelope
+from tests.support import wait_for_topic_leaders
 
 pytestmark = pytest.mark.integration
 
@@ -27,6 +28,7 @@ def topic(container: Container) -> Iterator[str]:
     name = f"test.stream-tail.{uuid.uuid4().hex[:10]}"
     admin = container.kafka_admin()
     admin.create_topics([NewTopic(name, 3, 1)], timeout_ms=10_000)
+    wait_for_topic_leaders(container.settings.kafka_bootstrap, name, 3)
     try:
         yield name
     finally:
