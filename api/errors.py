@@ -20,6 +20,7 @@ from commands.errors import (
     ProductUnavailable,
     Unauthenticated,
     VersionConflict,
+    WeakPassword,
 )
 from domain.errors import (
     DomainError,
@@ -86,6 +87,7 @@ COMMAND_STATUS: dict[type[CommandError], int] = {
     ProductUnavailable: 409,
     VersionConflict: 409,
     IdempotencyKeyReused: 422,
+    WeakPassword: 422,
     AccessDenied: 403,
     Unauthenticated: 401,
 }

@@ -43,6 +43,12 @@ class IdempotencyKeyReused(CommandError):
     code = "idempotency_key_reused"
 
 
+class WeakPassword(CommandError):
+    """The password is too short to be accepted."""
+
+    code = "weak_password"
+
+
 class AccessDenied(CommandError):
     """The access policy refused the actor this action on this resource."""
 

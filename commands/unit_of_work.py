@@ -71,6 +71,3 @@ class UnitOfWork:
 
     def changed(self) -> list[Aggregate]:
         return [a for a in self._changed.values() if a.pending_events]
-
-    def touched_ids(self) -> set[UUID]:
-        return {a.id for a in self.changed()}

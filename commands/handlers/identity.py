@@ -6,7 +6,7 @@ from uuid import UUID
 
 from argon2 import PasswordHasher
 
-from commands.errors import AccessDenied, AlreadyExists
+from commands.errors import AccessDenied, AlreadyExists, WeakPassword
 from commands.handlers.common import authorize, trace
 from commands.messages import ChangeRoles, RegisterAccount
 from commands.policy import Action
@@ -22,6 +22,8 @@ MIN_PASSWORD_LENGTH = 10
 def register_account(cmd: RegisterAccount, uow: UnitOfWork, ctx: CommandContext) -> UUID:
     if not set(cmd.roles) <= SELF_SERVICE_ROLES:
         raise AccessDenied(f"new accounts may only ask for {sorted(SELF_SERVICE_ROLES)}")
+    if len(cmd.password) < MIN_PASSWORD_LENGTH:
+        raise WeakPassword(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
     if uow.exists(Account.create_id(cmd.email)):
         raise AlreadyExists("an account with this e-mail already exists")
     account = Account.register(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from infra.bootstrap import bootstrap
+from infra.provision import ensure_buckets
 from infra.stack.artifacts import cached, go_install
 from infra.stack.base import Service, StackContext, StackError
 
@@ -56,28 +58,11 @@ class ObjectStore(Service):
             "MINIO_REGION": s.s3_region,
         }
 
-    def _client(self, ctx: StackContext):  # type: ignore[no-untyped-def]
-        import boto3
-        from botocore.config import Config
-
-        s = ctx.settings
-        return boto3.client(
-            "s3",
-            endpoint_url=s.s3_endpoint,
-            region_name=s.s3_region,
-            aws_access_key_id=s.s3_access_key,
-            aws_secret_access_key=s.s3_secret_key,
-            config=Config(connect_timeout=2, read_timeout=4, retries={"max_attempts": 1}),
-        )
-
     def check(self, ctx: StackContext) -> None:
-        response = self._client(ctx).list_buckets()
+        container = bootstrap(ctx.settings)
+        response = container.s3.list_buckets()
         if response["ResponseMetadata"]["HTTPStatusCode"] != 200:
             raise StackError(f"s3 ListBuckets answered {response['ResponseMetadata']}")
 
     def after_ready(self, ctx: StackContext) -> None:
-        client = self._client(ctx)
-        existing = {bucket["Name"] for bucket in client.list_buckets().get("Buckets", [])}
-        for bucket in (ctx.settings.s3_bucket_private, ctx.settings.s3_bucket_public):
-            if bucket not in existing:
-                client.create_bucket(Bucket=bucket)
+        ensure_buckets(bootstrap(ctx.settings), report=lambda _message: None)

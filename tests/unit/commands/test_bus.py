@@ -225,3 +225,13 @@ def test_concurrent_commands_all_succeed_in_both_modes(bus: CommandBus, apps: Ap
         )
     assert sorted(r.position for r in results) == list(range(1, 51))
     assert _log_size(apps) == 50
+
+
+def test_a_short_password_is_refused_by_the_command_itself(
+    bus: CommandBus, apps: Applications
+) -> None:
+    from commands.errors import WeakPassword
+
+    with pytest.raises(WeakPassword, match="at least 10 characters"):
+        bus.execute(m.RegisterAccount(email="short@example.com", password="123456789"), ctx("a"))
+    assert _log_size(apps) == 0
