@@ -32,8 +32,11 @@ from stream.envelope import Envelope, decode
 from stream.topics import dead_letter_topic
 
 log = logging.getLogger("iconmarket.consumer")
+kafka_client_log = logging.getLogger("iconmarket.consumer.librdkafka")
 
 Partition = tuple[str, int]
+
+METADATA_MAX_AGE_MS = 5_000
 
 
 class UndecodableMessage(ValueError):
@@ -73,8 +76,32 @@ class Delivery:
         return self.envelope
 
 
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed Kafka message, independent of the client library."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes | None]] | None
+
+    @classmethod
+    def of(cls, message: Any) -> Record:
+        """From a confluent-kafka ``Message``."""
+        return cls(
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            message.key(),
+            message.value(),
+            message.headers(),
+        )
+
+
 def to_delivery(record: Any) -> Delivery:
-    """A `Delivery` from a kafka-python ``ConsumerRecord``."""
+    """A `Delivery` from a `Record` (or any object with the same attributes)."""
     value: bytes = record.value if record.value is not None else b""
     raw = tuple((name, data if data is not None else b"") for name, data in record.headers or ())
     envelope: Envelope | None = None
@@ -362,16 +389,21 @@ class ConsumerRunner:
             return self._commits.wait_for(reached, timeout=timeout_s)
 
     def run(self) -> None:
-        from kafka import KafkaConsumer
+        from confluent_kafka import Consumer
 
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            group_id=self.group_id,
-            client_id=self.client_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=self.batch_size,
-            max_poll_interval_ms=int(self.max_poll_interval_s * 1000),
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.settings.kafka_bootstrap,
+                "group.id": self.group_id,
+                "client.id": self.client_id,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "max.poll.interval.ms": int(self.max_poll_interval_s * 1000),
+                # New topics and partitions are noticed within seconds, not minutes.
+                "topic.metadata.refresh.interval.ms": METADATA_MAX_AGE_MS,
+                "logger": kafka_client_log,
+            }
         )
         consumer.subscribe(list(self.topics))
         log.info("consumer started", extra={"group": self.group_id, "topics": self.topics})
@@ -382,15 +414,22 @@ class ConsumerRunner:
             try:
                 self._dead_letters.close()
             finally:
-                consumer.close(autocommit=False)
+                consumer.close()
             log.info("consumer stopped", extra={"group": self.group_id})
 
     def _cycle(self, consumer: Any) -> None:
-        polled = consumer.poll(
-            timeout_ms=int(self.poll_timeout_s * 1000), max_records=self.batch_size
-        )
-        records = [record for tp in sorted(polled) for record in polled[tp]]
+        messages = consumer.consume(num_messages=self.batch_size, timeout=self.poll_timeout_s)
+        records = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                records.append(Record.of(message))
+            elif error.fatal():
+                raise RuntimeError(f"Kafka consumer failed: {error}")
+            else:
+                log.warning("consumer error", extra={"group": self.group_id, "error": str(error)})
         if records:
+            records.sort(key=lambda record: (record.topic, record.partition, record.offset))
             started = time.perf_counter()
             progress = self._processor.process([to_delivery(record) for record in records])
             self._commit(consumer, progress.next_offsets)
@@ -398,19 +437,17 @@ class ConsumerRunner:
         self._update_lag(consumer)
 
     def _commit(self, consumer: Any, next_offsets: dict[Partition, int]) -> None:
-        from kafka import TopicPartition
-        from kafka.errors import CommitFailedError
-        from kafka.structs import OffsetAndMetadata
+        from confluent_kafka import KafkaException, TopicPartition
 
         if not next_offsets:
             return
-        offsets = {
-            TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
-            for (topic, partition), offset in next_offsets.items()
-        }
+        offsets = [
+            TopicPartition(topic, partition, offset)
+            for (topic, partition), offset in sorted(next_offsets.items())
+        ]
         try:
-            consumer.commit(offsets=offsets)
-        except CommitFailedError as exc:
+            consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
             # The group rebalanced under us: the new owner redelivers this batch.
             log.warning("commit refused after a rebalance", extra={"error": str(exc)})
             return
@@ -419,21 +456,23 @@ class ConsumerRunner:
             self._commits.notify_all()
 
     def _update_lag(self, consumer: Any) -> None:
-        from kafka.errors import KafkaError
+        from confluent_kafka import KafkaException
 
         try:
             assigned = consumer.assignment()
-            ends = {tp: consumer.highwater(tp) for tp in assigned}
-            unknown = [tp for tp, end in ends.items() if end is None]
-            if unknown:
-                ends.update(consumer.end_offsets(unknown))
+            positions = consumer.position(assigned) if assigned else []
+            unread = [tp for tp in positions if tp.offset < 0]
+            if unread:  # nothing consumed there yet: the group resumes from its commit
+                committed = {(tp.topic, tp.partition): tp for tp in consumer.committed(unread)}
+                positions = [committed.get((tp.topic, tp.partition), tp) for tp in positions]
             current: set[Partition] = set()
-            for tp, end in ends.items():
-                position = consumer.position(tp, timeout_ms=1000)
+            for tp in positions:
+                low, high = consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
+                position = tp.offset if tp.offset >= 0 else low
                 labels = (self.group_id, tp.topic, str(tp.partition))
-                metrics.LAG.labels(*labels).set(max(0, end - position))
+                metrics.LAG.labels(*labels).set(max(0, high - position))
                 current.add((tp.topic, tp.partition))
-        except KafkaError as exc:
+        except KafkaException as exc:
             log.debug("lag not updated", extra={"error": str(exc)})
             return
         for topic, partition in self._lag_labels - current:
