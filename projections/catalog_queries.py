@@ -1,0 +1,349 @@
+"""Queries of the catalog read model: query building and result shaping, nothing else.
+
+Only visible icons are ever returned: an icon is visible when it, its set and its family are
+all published. Pagination is by cursor (``search_after`` on the sort values, with the icon id
+as tiebreak), encoded as url-safe base64 JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any, Literal
+
+Sort = Literal["relevance", "newest", "popular"]
+PriceFilter = Literal["free", "paid"]
+
+FACET_SIZE = 100
+SEARCH_FIELDS = ("name^3", "tags.text^2", "categories.text", "family_name", "set_name")
+# Price bands in minor units of the icon's currency: (key, from, to) with ``to`` exclusive.
+PRICE_BANDS: tuple[tuple[str, int | None, int | None], ...] = (
+    ("free", None, 1),
+    ("under-5", 1, 500),
+    ("5-10", 500, 1000),
+    ("10-plus", 1000, None),
+)
+SORTS: dict[str, list[dict[str, Any]]] = {
+    "relevance": [{"_score": "desc"}, {"created_at": "desc"}, {"id": "asc"}],
+    "newest": [{"created_at": "desc"}, {"id": "asc"}],
+    "popular": [
+        {"purchases": {"order": "desc", "missing": 0}},
+        {"downloads": {"order": "desc", "missing": 0}},
+        {"created_at": "desc"},
+        {"id": "asc"},
+    ],
+}
+FACET_FIELDS = {
+    "style": "style",
+    "category": "categories",
+    "tag": "tags",
+    "family": "family_id",
+    "set": "set_id",
+    "licence": "licence",
+}
+ICON_FIELDS = (
+    "id",
+    "name",
+    "set_id",
+    "set_name",
+    "family_id",
+    "family_name",
+    "style",
+    "tags",
+    "categories",
+    "licence",
+    "is_free",
+    "formats",
+    "created_at",
+    "purchases",
+    "downloads",
+)
+
+
+class InvalidCursor(ValueError):
+    """The cursor was not produced by this search (or was altered)."""
+
+
+def visible_icon_filters() -> list[dict[str, Any]]:
+    return [
+        {"term": {"kind": "icon"}},
+        {"term": {"status": "published"}},
+        {"term": {"set_status": "published"}},
+        {"term": {"family_status": "published"}},
+    ]
+
+
+def encode_cursor(values: list[Any]) -> str:
+    raw = json.dumps(values, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, length: int) -> list[Any]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        values = json.loads(raw)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidCursor(f"invalid cursor {cursor!r}: not url-safe base64 JSON") from exc
+    if not isinstance(values, list) or len(values) != length:
+        raise InvalidCursor(f"invalid cursor {cursor!r}: it does not match sort order")
+    if not all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in values):
+        raise InvalidCursor(f"invalid cursor {cursor!r}: unexpected sort values")
+    return values
+
+
+def shape_icon(source: dict[str, Any]) -> dict[str, Any]:
+    """An icon document as the API returns it."""
+    shaped = {name: source.get(name) for name in ICON_FIELDS}
+    shaped["price"] = {
+        "amount_minor": source.get("price_minor"),
+        "currency": source.get("currency"),
+    }
+    shaped["purchases"] = shaped["purchases"] or 0
+    shaped["downloads"] = shaped["downloads"] or 0
+    return shaped
+
+
+def shape_set(source: dict[str, Any]) -> dict[str, Any]:
+    bundle = source.get("bundle_price_minor")
+    return {
+        "id": source.get("id"),
+        "name": source.get("set_name"),
+        "family_id": source.get("family_id"),
+        "style": source.get("style"),
+        "bundle_price": None
+        if bundle is None
+        else {"amount_minor": bundle, "currency": source.get("bundle_currency")},
+        "created_at": source.get("created_at"),
+    }
+
+
+def shape_family(source: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": source.get("id"),
+        "name": source.get("family_name"),
+        "description": source.get("description"),
+        "categories": source.get("categories") or [],
+        "tags": source.get("tags") or [],
+        "created_at": source.get("created_at"),
+    }
+
+
+def _text_query(q: str) -> dict[str, Any]:
+    """Typo-tolerant match (plain analysis) or synonym-aware match (the search analyzer)."""
+    return {
+        "bool": {
+            "should": [
+                {
+                    "multi_match": {
+                        "query": q,
+                        "fields": list(SEARCH_FIELDS),
+                        "fuzziness": "AUTO",
+                        "analyzer": "catalog_text",
+                    }
+                },
+                {
+                    "multi_match": {
+                        "query": q,
+                        "fields": list(SEARCH_FIELDS),
+                        "analyzer": "catalog_search",
+                        "boost": 2,
+                    }
+                },
+            ],
+            "minimum_should_match": 1,
+        }
+    }
+
+
+def _filters(
+    *,
+    style: str | None,
+    category: str | None,
+    tag: str | None,
+    family: str | None,
+    set_id: str | None,
+    licence: str | None,
+    price: str | None,
+) -> list[dict[str, Any]]:
+    filters = visible_icon_filters()
+    for field, value in (
+        ("style", style),
+        ("categories", category),
+        ("tags", tag),
+        ("family_id", family),
+        ("set_id", set_id),
+        ("licence", licence),
+    ):
+        if value is not None:
+            filters.append({"term": {field: value}})
+    if price is not None:
+        if price not in ("free", "paid"):
+            raise ValueError(f"price must be 'free' or 'paid', not {price!r}")
+        filters.append({"term": {"is_free": price == "free"}})
+    return filters
+
+
+def _aggregations() -> dict[str, Any]:
+    aggs: dict[str, Any] = {
+        name: {"terms": {"field": field, "size": FACET_SIZE}}
+        for name, field in FACET_FIELDS.items()
+    }
+    aggs["price"] = {
+        "filters": {
+            "filters": {"free": {"term": {"is_free": True}}, "paid": {"term": {"is_free": False}}}
+        }
+    }
+    ranges: list[dict[str, Any]] = []
+    for key, low, high in PRICE_BANDS:
+        band: dict[str, Any] = {"key": key}
+        if low is not None:
+            band["from"] = low
+        if high is not None:
+            band["to"] = high
+        ranges.append(band)
+    aggs["price_band"] = {"range": {"field": "price_minor", "ranges": ranges}}
+    return aggs
+
+
+def _facets(aggs: dict[str, Any]) -> dict[str, dict[str, int]]:
+    facets = {
+        name: {str(b["key"]): int(b["doc_count"]) for b in aggs[name]["buckets"]}
+        for name in FACET_FIELDS
+    }
+    facets["price"] = {k: int(v["doc_count"]) for k, v in aggs["price"]["buckets"].items()}
+    facets["price_band"] = {
+        str(b["key"]): int(b["doc_count"]) for b in aggs["price_band"]["buckets"]
+    }
+    return facets
+
+
+def search(
+    client: Any,
+    index: str,
+    *,
+    q: str | None = None,
+    style: str | None = None,
+    category: str | None = None,
+    tag: str | None = None,
+    family: str | None = None,
+    set: str | None = None,
+    licence: str | None = None,
+    price: str | None = None,
+    sort: str = "relevance",
+    cursor: str | None = None,
+    size: int = 20,
+) -> dict[str, Any]:
+    if sort not in SORTS:
+        raise ValueError(f"sort must be one of {sorted(SORTS)}, not {sort!r}")
+    order = SORTS[sort]
+    query: dict[str, Any] = {
+        "bool": {
+            "filter": _filters(
+                style=style,
+                category=category,
+                tag=tag,
+                family=family,
+                set_id=set,
+                licence=licence,
+                price=price,
+            )
+        }
+    }
+    if q is not None and q.strip():
+        query["bool"]["must"] = [_text_query(q.strip())]
+    body: dict[str, Any] = {
+        "query": query,
+        "sort": order,
+        "size": size,
+        "track_total_hits": True,
+        "aggs": _aggregations(),
+    }
+    if cursor is not None:
+        body["search_after"] = decode_cursor(cursor, len(order))
+    response = client.search(index=index, body=body)
+    hits = response["hits"]["hits"]
+    next_cursor = encode_cursor(hits[-1]["sort"]) if len(hits) == size and hits else None
+    return {
+        "hits": [shape_icon(hit["_source"]) for hit in hits],
+        "facets": _facets(response["aggregations"]),
+        "total": int(response["hits"]["total"]["value"]),
+        "next_cursor": next_cursor,
+    }
+
+
+def suggest(client: Any, index: str, prefix: str, size: int = 10) -> list[str]:
+    """Distinct names of visible icons with a word starting with ``prefix``, best first."""
+    if not prefix.strip():
+        return []
+    body = {
+        "size": size,
+        "_source": ["name"],
+        "query": {
+            "bool": {
+                "filter": visible_icon_filters(),
+                "must": [{"match": {"name.autocomplete": {"query": prefix, "operator": "and"}}}],
+            }
+        },
+        "collapse": {"field": "name.keyword"},
+        "sort": [{"_score": "desc"}, {"name.keyword": "asc"}],
+    }
+    response = client.search(index=index, body=body)
+    return [str(hit["_source"]["name"]) for hit in response["hits"]["hits"]]
+
+
+def _first(client: Any, index: str, filters: list[dict[str, Any]]) -> dict[str, Any] | None:
+    response = client.search(index=index, body={"size": 1, "query": {"bool": {"filter": filters}}})
+    hits = response["hits"]["hits"]
+    return dict(hits[0]["_source"]) if hits else None
+
+
+def get_icon(client: Any, index: str, icon_id: str) -> dict[str, Any] | None:
+    source = _first(client, index, [*visible_icon_filters(), {"term": {"id": icon_id}}])
+    return None if source is None else shape_icon(source)
+
+
+def get_set(client: Any, index: str, set_id: str) -> dict[str, Any] | None:
+    filters = [
+        {"term": {"kind": "set"}},
+        {"term": {"set_status": "published"}},
+        {"term": {"id": set_id}},
+    ]
+    source = _first(client, index, filters)
+    return None if source is None else shape_set(source)
+
+
+def get_family(client: Any, index: str, family_id: str) -> dict[str, Any] | None:
+    filters = [
+        {"term": {"kind": "family"}},
+        {"term": {"family_status": "published"}},
+        {"term": {"id": family_id}},
+    ]
+    source = _first(client, index, filters)
+    return None if source is None else shape_family(source)
+
+
+def _list(client: Any, index: str, filters: list[dict[str, Any]], size: int) -> list[Any]:
+    body = {
+        "size": size,
+        "query": {"bool": {"filter": filters}},
+        "sort": [{"created_at": "asc"}, {"id": "asc"}],
+    }
+    return list(client.search(index=index, body=body)["hits"]["hits"])
+
+
+def list_families(client: Any, index: str, *, size: int = 100) -> list[dict[str, Any]]:
+    filters = [{"term": {"kind": "family"}}, {"term": {"family_status": "published"}}]
+    return [shape_family(hit["_source"]) for hit in _list(client, index, filters, size)]
+
+
+def list_sets(
+    client: Any, index: str, family_id: str | None = None, *, size: int = 100
+) -> list[dict[str, Any]]:
+    filters: list[dict[str, Any]] = [
+        {"term": {"kind": "set"}},
+        {"term": {"set_status": "published"}},
+    ]
+    if family_id is not None:
+        filters.append({"term": {"family_id": family_id}})
+    return [shape_set(hit["_source"]) for hit in _list(client, index, filters, size)]

@@ -1,0 +1,378 @@
+"""The catalog read model on real OpenSearch: typo tolerance, autocomplete, synonyms, exact
+facets, visibility, order- and redelivery-independent documents, cursor pagination."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+from opensearchpy import OpenSearch
+
+from infra.settings import Settings
+from projections import catalog_queries as queries
+from projections.catalog import CatalogWrite, apply
+from projections.catalog_view import OpenSearchCatalogView, create_index
+from stream.envelope import Envelope, event_id_for
+
+
+def _uid(name: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"catalog-test:{name}"))
+
+
+F1, F2 = _uid("family-essentials"), _uid("family-drafts")
+S1, S2, S3 = _uid("set-line"), _uid("set-solid"), _uid("set-hidden")
+USD = "USD"
+
+
+class Story:
+    """Hand-made envelopes, per aggregate in version order; positions follow ``build`` order."""
+
+    def __init__(self) -> None:
+        self.events: list[Envelope] = []
+        self._versions: dict[str, int] = {}
+
+    def add(self, event_type: str, aggregate_id: str, data: dict[str, Any]) -> None:
+        version = self._versions.get(aggregate_id, 0) + 1
+        self._versions[aggregate_id] = version
+        position = len(self.events) + 1
+        self.events.append(
+            Envelope(
+                event_id=event_id_for(aggregate_id, version),
+                type=event_type,
+                schema_version=1,
+                context="catalog",
+                aggregate_type=event_type.split(".", 1)[0],
+                aggregate_id=aggregate_id,
+                aggregate_version=version,
+                position=position,
+                occurred_at=f"2026-01-01T00:00:{position:02d}Z",
+                actor="contributor-1",
+                correlation_id=f"corr-{position}",
+                causation_id=None,
+                data=data,
+            )
+        )
+
+    def icon(
+        self,
+        name: str,
+        set_id: str,
+        family_id: str,
+        *,
+        tags: Sequence[str],
+        categories: Sequence[str],
+        price: int,
+        licence: str = "standard",
+        publish: bool = True,
+    ) -> str:
+        icon_id = _uid(f"icon-{name}-{set_id}")
+        self.add(
+            "Icon.Created",
+            icon_id,
+            {
+                "set_id": set_id,
+                "family_id": family_id,
+                "owner_id": "contributor-1",
+                "name": name,
+                "tags": list(tags),
+                "categories": list(categories),
+                "price": {"amount_minor": price, "currency": USD},
+                "licence": licence,
+            },
+        )
+        content_hash = f"sha256-{name}"
+        original = {
+            "key": f"o/{content_hash}.svg",
+            "content_hash": content_hash,
+            "size_bytes": 300,
+            "width": 24,
+            "height": 24,
+        }
+        self.add("Icon.OriginalRecorded", icon_id, {"original": original})
+        items = [
+            {"kind": kind, "size": 64, "key": f"d/{name}.{kind}", "size_bytes": 900}
+            for kind in ("png", "webp")
+        ]
+        self.add(
+            "Icon.DerivativesRecorded",
+            icon_id,
+            {"source_hash": content_hash, "renderer_version": "r1", "items": items},
+        )
+        if publish:
+            self.add("Icon.Published", icon_id, {})
+        return icon_id
+
+
+def _family(story: Story, family_id: str, name: str) -> None:
+    story.add(
+        "Family.Created",
+        family_id,
+        {
+            "owner_id": "contributor-1",
+            "name": name,
+            "description": f"{name} icons",
+            "categories": ["ui"],
+            "tags": ["basic"],
+        },
+    )
+
+
+def _set(story: Story, set_id: str, family_id: str, name: str, style: str) -> None:
+    story.add(
+        "IconSet.Created",
+        set_id,
+        {
+            "family_id": family_id,
+            "owner_id": "contributor-1",
+            "name": name,
+            "style": style,
+            "bundle_price": None,
+        },
+    )
+
+
+def build_story() -> tuple[Story, dict[str, str]]:
+    story = Story()
+    _family(story, F1, "Essentials")
+    _family(story, F2, "Drafts")
+    _set(story, S1, F1, "Essentials Line", "outline")
+    _set(story, S2, F1, "Essentials Solid", "solid")
+    _set(story, S3, F2, "Hidden Flat", "flat")
+    ids = {
+        "calendar": story.icon("calendar", S1, F1, tags=["date"], categories=["time"], price=0),
+        "trash": story.icon("trash", S1, F1, tags=["remove"], categories=["ui"], price=300),
+        "arrow-left": story.icon(
+            "arrow-left", S1, F1, tags=["direction"], categories=["navigation"], price=0
+        ),
+        "arrow-right": story.icon(
+            "arrow-right",
+            S1,
+            F1,
+            tags=["direction"],
+            categories=["navigation"],
+            price=1200,
+            licence="extended",
+        ),
+        "home": story.icon("home", S1, F1, tags=["building"], categories=["navigation"], price=250),
+        "arrow-up": story.icon(
+            "arrow-up",
+            S1,
+            F1,
+            tags=["direction"],
+            categories=["navigation"],
+            price=0,
+            publish=False,
+        ),
+        "arrow-down": story.icon(
+            "arrow-down", S2, F1, tags=["direction"], categories=["navigation"], price=0
+        ),
+        "arrow-back": story.icon(
+            "arrow-back", S3, F2, tags=["direction"], categories=["navigation"], price=0
+        ),
+    }
+    story.add("Icon.PriceChanged", ids["trash"], {"price": {"amount_minor": 500, "currency": USD}})
+    story.add("IconSet.StyleChanged", S1, {"style": "line"})
+    story.add("IconSet.Published", S1, {})
+    story.add("IconSet.Published", S3, {})
+    story.add("Family.Published", F1, {})
+    return story, ids
+
+
+VISIBLE = ("calendar", "trash", "arrow-left", "arrow-right", "home")
+
+
+def _writes(events: Sequence[Envelope]) -> list[CatalogWrite]:
+    return [w for e in events for w in apply(e)]
+
+
+def _reversed_by_aggregate(events: Sequence[Envelope]) -> list[Envelope]:
+    """Aggregates in reverse order of first appearance, each one's own events in order."""
+    by_aggregate: dict[str, list[Envelope]] = {}
+    for event in events:
+        by_aggregate.setdefault(event.aggregate_id, []).append(event)
+    return [e for group in reversed(list(by_aggregate.values())) for e in group]
+
+
+@pytest.fixture(scope="module")
+def client(settings: Settings) -> OpenSearch:
+    return OpenSearch(hosts=[settings.opensearch_url], timeout=30)
+
+
+@pytest.fixture
+def index(client: OpenSearch) -> Iterator[str]:
+    name = f"test-catalog-{uuid.uuid4().hex[:10]}"
+    create_index(client, name)
+    yield name
+    client.indices.delete(index=name, ignore_unavailable=True)
+
+
+def _load(client: OpenSearch, index: str, events: Sequence[Envelope], batch: int = 1) -> None:
+    view = OpenSearchCatalogView(client, index)
+    writes = _writes(events)
+    for start in range(0, len(writes), batch):
+        view.apply(writes[start : start + batch])
+    client.indices.refresh(index=index)
+
+
+def _all_docs(client: OpenSearch, index: str) -> dict[str, dict[str, Any]]:
+    client.indices.refresh(index=index)
+    response = client.search(index=index, body={"size": 1000, "query": {"match_all": {}}})
+    return {hit["_id"]: hit["_source"] for hit in response["hits"]["hits"]}
+
+
+@pytest.fixture
+def catalog(client: OpenSearch, index: str) -> dict[str, str]:
+    story, ids = build_story()
+    _load(client, index, story.events)
+    return ids
+
+
+def _names(result: dict[str, Any]) -> list[str]:
+    return [hit["name"] for hit in result["hits"]]
+
+
+def test_a_typo_finds_the_icon(client: OpenSearch, index: str, catalog: dict[str, str]) -> None:
+    assert _names(queries.search(client, index, q="calender")) == ["calendar"]
+
+
+def test_a_synonym_finds_the_icon(client: OpenSearch, index: str, catalog: dict[str, str]) -> None:
+    assert _names(queries.search(client, index, q="bin")) == ["trash"]
+    assert _names(queries.search(client, index, q="house")) == ["home"]
+
+
+def test_suggest_completes_visible_names(
+    client: OpenSearch, index: str, catalog: dict[str, str]
+) -> None:
+    assert queries.suggest(client, index, "arr") == ["arrow-left", "arrow-right"]
+    assert queries.suggest(client, index, "cal") == ["calendar"]
+    assert queries.suggest(client, index, "zzz") == []
+
+
+def test_facets_are_exact(client: OpenSearch, index: str, catalog: dict[str, str]) -> None:
+    result = queries.search(client, index)
+    assert result["total"] == 5
+    assert sorted(_names(result)) == sorted(VISIBLE)
+    assert result["facets"] == {
+        "style": {"line": 5},
+        "category": {"navigation": 3, "time": 1, "ui": 1},
+        "tag": {"direction": 2, "building": 1, "date": 1, "remove": 1},
+        "family": {F1: 5},
+        "set": {S1: 5},
+        "licence": {"standard": 4, "extended": 1},
+        "price": {"free": 2, "paid": 3},
+        "price_band": {"free": 2, "under-5": 1, "5-10": 1, "10-plus": 1},
+    }
+    paid = queries.search(client, index, price="paid", category="navigation")
+    assert sorted(_names(paid)) == ["arrow-right", "home"]
+    assert paid["facets"]["price"] == {"free": 0, "paid": 2}
+
+
+def test_the_icon_document_is_shaped_for_the_api(
+    client: OpenSearch, index: str, catalog: dict[str, str]
+) -> None:
+    icon = queries.get_icon(client, index, catalog["trash"])
+    assert icon == {
+        "id": catalog["trash"],
+        "name": "trash",
+        "set_id": S1,
+        "set_name": "Essentials Line",
+        "family_id": F1,
+        "family_name": "Essentials",
+        "style": "line",
+        "tags": ["remove"],
+        "categories": ["ui"],
+        "licence": "standard",
+        "is_free": False,
+        "price": {"amount_minor": 500, "currency": USD},
+        "formats": ["png", "svg", "webp"],
+        "created_at": "2026-01-01T00:00:10Z",
+        "purchases": 0,
+        "downloads": 0,
+    }
+    assert queries.get_set(client, index, S1) == {
+        "id": S1,
+        "name": "Essentials Line",
+        "family_id": F1,
+        "style": "line",
+        "bundle_price": None,
+        "created_at": "2026-01-01T00:00:03Z",
+    }
+    assert [f["id"] for f in queries.list_families(client, index)] == [F1]
+    assert [s["id"] for s in queries.list_sets(client, index)] == [S1, S3]
+    assert [s["id"] for s in queries.list_sets(client, index, family_id=F1)] == [S1]
+    assert queries.get_family(client, index, F1) is not None
+    assert queries.get_family(client, index, F2) is None
+
+
+def test_hidden_icons_are_never_returned(
+    client: OpenSearch, index: str, catalog: dict[str, str]
+) -> None:
+    hidden = ("arrow-up", "arrow-down", "arrow-back")  # draft; set draft; family draft
+    for name in hidden:
+        assert queries.get_icon(client, index, catalog[name]) is None
+    arrows = _names(queries.search(client, index, q="arrow"))
+    assert sorted(arrows) == ["arrow-left", "arrow-right"]
+    assert queries.get_set(client, index, S2) is None
+    for name in VISIBLE:
+        assert queries.get_icon(client, index, catalog[name]) is not None
+
+
+def test_documents_do_not_depend_on_redelivery_or_aggregate_order(
+    client: OpenSearch, index: str
+) -> None:
+    story, _ = build_story()
+    _load(client, index, story.events)
+    in_order = _all_docs(client, index)
+    assert len(in_order) == 8 + 3 + 2
+
+    _load(client, index, story.events, batch=len(story.events))
+    _load(client, index, story.events, batch=4)
+    assert _all_docs(client, index) == in_order
+
+    other = f"{index}-reversed"
+    create_index(client, other)
+    try:
+        _load(client, other, _reversed_by_aggregate(story.events), batch=3)
+        assert _all_docs(client, other) == in_order
+        _load(client, other, _reversed_by_aggregate(story.events))
+        assert _all_docs(client, other) == in_order
+    finally:
+        client.indices.delete(index=other, ignore_unavailable=True)
+
+
+def test_redelivered_writes_change_no_document(client: OpenSearch, index: str) -> None:
+    story, _ = build_story()
+    writes = _writes(story.events)
+    view = OpenSearchCatalogView(client, index)
+    assert view.apply(writes) > 0
+    assert view.apply(writes) == 0
+
+
+@pytest.mark.parametrize("sort", ["relevance", "newest", "popular"])
+def test_cursor_pagination_walks_every_hit_once(
+    client: OpenSearch, index: str, catalog: dict[str, str], sort: str
+) -> None:
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        page = queries.search(client, index, sort=sort, cursor=cursor, size=2)
+        seen.extend(hit["id"] for hit in page["hits"])
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 3
+    assert sorted(seen) == sorted(catalog[name] for name in VISIBLE)
+    assert len(seen) == len(set(seen))
+    newest = queries.search(client, index, sort="newest")
+    assert _names(newest) == ["home", "arrow-right", "arrow-left", "trash", "calendar"]
+
+
+def test_a_bad_cursor_is_rejected(client: OpenSearch, index: str, catalog: dict[str, str]) -> None:
+    with pytest.raises(queries.InvalidCursor, match="invalid cursor"):
+        queries.search(client, index, cursor="not-a-cursor!")
+    with pytest.raises(queries.InvalidCursor, match="does not match"):
+        queries.search(client, index, sort="newest", cursor=queries.encode_cursor([1]))
