@@ -3,6 +3,10 @@
 Fields: ``meta`` (JSON: owner, currency, status, order id), ``line:{kind}:{id}`` (JSON per line),
 ``version`` and ``position`` (of the last event applied). Every write runs in one Lua script that
 applies it only when its version is newer than the stored one: redelivery cannot regress a cart.
+
+Each customer's open carts are a sorted set ``{prefix}customer-carts:{owner}`` scored by the
+position that opened them; the highest is the customer's current cart (``/v1/carts/me``). A cart
+leaves it when checked out. Every change is published on the cart's channel and on the owner's.
 """
 
 from __future__ import annotations
@@ -11,11 +15,12 @@ import json
 from typing import Any, Protocol
 
 from projections.carts import CartWrite
+from projections.keyspace import pointer_key
 
 CART_TTL_S = 7 * 24 * 3600
 
 # KEYS: the cart hash, its change channel.
-# ARGV: version, position, ttl, op, meta-json, field, value-json.
+# ARGV: version, position, ttl, op, meta-json, field, value-json, key prefix.
 _APPLY = """
 local stored = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 local version = tonumber(ARGV[1])
@@ -43,7 +48,33 @@ end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'position', ARGV[2])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 redis.call('PUBLISH', KEYS[2], ARGV[2])
+local owner = cjson.decode(redis.call('HGET', KEYS[1], 'meta') or '{}')['owner_id']
+if owner then
+  local carts = ARGV[8] .. 'customer-carts:' .. owner
+  local cart_id = string.sub(KEYS[1], string.len(ARGV[8]) + 6)
+  if op == 'open' then
+    redis.call('ZADD', carts, tonumber(ARGV[2]), cart_id)
+  elseif op == 'close' then
+    redis.call('ZREM', carts, cart_id)
+  end
+  redis.call('EXPIRE', carts, tonumber(ARGV[3]))
+  redis.call('PUBLISH', ARGV[8] .. 'customer-carts-changed:' .. owner, ARGV[2])
+end
 return 1
+"""
+
+
+# KEYS: the carts' key-space pointer. ARGV: 'cart' or 'current', the cart id or the owner id.
+# Returns {live prefix, cart id, the cart hash as a flat field/value list}.
+_READ = """
+local prefix = redis.call('GET', KEYS[1]) or ''
+local cart_id = ARGV[2]
+if ARGV[1] == 'current' then
+  local newest = redis.call('ZREVRANGE', prefix .. 'customer-carts:' .. ARGV[2], 0, 0)
+  if #newest == 0 then return {prefix, '', {}} end
+  cart_id = newest[1]
+end
+return {prefix, cart_id, redis.call('HGETALL', prefix .. 'cart:' .. cart_id)}
 """
 
 
@@ -53,6 +84,8 @@ class CartView(Protocol):
     def apply(self, writes: list[CartWrite]) -> int: ...
 
     def get(self, cart_id: str) -> dict[str, Any] | None: ...
+
+    def current(self, owner_id: str) -> dict[str, Any] | None: ...
 
 
 class RedisCartView:
@@ -69,7 +102,23 @@ class RedisCartView:
 
     def channel(self, cart_id: str) -> str:
         """Where the new position is published each time this cart's view changes."""
-        return f"{self._prefix}cart-changed:{cart_id}"
+        return self.channel_in(self._prefix, cart_id)
+
+    @staticmethod
+    def channel_in(prefix: str, cart_id: str) -> str:
+        return f"{prefix}cart-changed:{cart_id}"
+
+    @staticmethod
+    def customer_channel_in(prefix: str, owner_id: str) -> str:
+        return f"{prefix}customer-carts-changed:{owner_id}"
+
+    def customer_carts(self, owner_id: str) -> str:
+        """The sorted set of the customer's open carts (score: the position that opened it)."""
+        return f"{self._prefix}customer-carts:{owner_id}"
+
+    def customer_channel(self, owner_id: str) -> str:
+        """Where the new position is published each time one of the customer's carts changes."""
+        return self.customer_channel_in(self._prefix, owner_id)
 
     def apply(self, writes: list[CartWrite]) -> int:
         """Apply writes in order; returns how many changed the view (older ones are no-ops)."""
@@ -88,6 +137,7 @@ class RedisCartView:
                     json.dumps(meta, sort_keys=True),
                     field,
                     value,
+                    self._prefix,
                 ],
                 client=pipe,
             )
@@ -95,6 +145,11 @@ class RedisCartView:
 
     def get(self, cart_id: str) -> dict[str, Any] | None:
         return cart_document(cart_id, self._client.hgetall(self.key(cart_id)))
+
+    def current(self, owner_id: str) -> dict[str, Any] | None:
+        """The customer's most recently opened cart that is still open, if any."""
+        newest = self._client.zrevrange(self.customer_carts(owner_id), 0, 0)
+        return self.get(newest[0].decode()) if newest else None
 
 
 def cart_document(cart_id: str, raw: dict[bytes, bytes]) -> dict[str, Any] | None:
@@ -116,3 +171,25 @@ def cart_document(cart_id: str, raw: dict[bytes, bytes]) -> dict[str, Any] | Non
         "version": int(fields["version"]),
         "position": int(fields["position"]),
     }
+
+
+class CartReader:
+    """The API's reads (asyncio Redis): one round trip resolves the live key space (see
+    `projections.keyspace`) and reads the cart."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._script = client.register_script(_READ)
+
+    async def _read(self, mode: str, ident: str) -> tuple[str, dict[str, Any] | None]:
+        prefix, cart_id, flat = await self._script(keys=[pointer_key("carts")], args=[mode, ident])
+        raw = dict(zip(flat[::2], flat[1::2], strict=True))
+        return prefix.decode(), cart_document(cart_id.decode(), raw) if cart_id else None
+
+    async def get(self, cart_id: str) -> tuple[str, dict[str, Any] | None]:
+        """(the live prefix, the cart or None)."""
+        return await self._read("cart", cart_id)
+
+    async def current(self, owner_id: str) -> tuple[str, dict[str, Any] | None]:
+        """(the live prefix, the owner's newest open cart or None)."""
+        return await self._read("current", owner_id)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+from msgspec.structs import replace
+
 from infra.bootstrap import Container
 from projections.cart_view import CART_TTL_S, RedisCartView
 from projections.carts import apply
@@ -69,3 +71,32 @@ def test_the_ttl_is_seven_days_and_slides_with_each_write(container: Container) 
     assert container.redis.ttl(key) <= 60
     view.apply(writes[1:2])
     assert CART_TTL_S - 5 <= container.redis.ttl(key) <= CART_TTL_S
+
+
+def test_the_current_cart_is_the_newest_open_one_and_leaves_at_checkout(
+    container: Container,
+) -> None:
+    view = _view(container)
+    first = cart_envelopes()
+    # A second story, later in the log than the whole first one.
+    second = [replace(e, position=e.position + 1_000) for e in cart_envelopes()]
+    assert view.current("cust-1") is None
+    view.apply([w for e in first[:2] for w in apply(e)])
+    current = view.current("cust-1")
+    assert current is not None
+    assert (current["id"], current["version"]) == (first[0].aggregate_id, 2)
+    assert container.redis.zrange(view.customer_carts("cust-1"), 0, -1) == [
+        first[0].aggregate_id.encode()
+    ]
+    view.apply([w for e in second[:1] for w in apply(e)])
+    current = view.current("cust-1")
+    assert current is not None
+    assert (current["id"], current["version"]) == (second[0].aggregate_id, 1)
+    assert 0 < container.redis.ttl(view.customer_carts("cust-1")) <= CART_TTL_S
+    view.apply([w for e in second for w in apply(e)])  # the newest is checked out
+    current = view.current("cust-1")
+    assert current is not None
+    assert current["id"] == first[0].aggregate_id
+    view.apply([w for e in first for w in apply(e)])
+    assert view.current("cust-1") is None
+    assert container.redis.exists(view.customer_carts("cust-1")) == 0
