@@ -45,7 +45,16 @@ def ensure_event_store(container: Container, report: Report) -> None:
     report(f"event store: {', '.join(app.name.lower() + '_events' for app in apps.all())} ready")
 
 
+def ensure_catalog_index(container: Container, report: Report) -> None:
+    """The catalog alias and its first index, so queries work before anything is projected."""
+    from projections.catalog_alias import CATALOG_ALIAS, ensure_live_index, live_index
+
+    if live_index(container.opensearch, CATALOG_ALIAS) is None:
+        report(f"opensearch: created {ensure_live_index(container.opensearch, CATALOG_ALIAS)}")
+
+
 def provision(container: Container, report: Report) -> None:
     ensure_event_store(container, report)
     ensure_topics(container, report)
     ensure_buckets(container, report)
+    ensure_catalog_index(container, report)

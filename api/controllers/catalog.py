@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from litestar import Controller, Request, Response, patch, post, put
+from litestar import Request, Response, patch, post, put
 from litestar.params import FromPath, JSONBody
 
 from api.commanding import CommandAccepted, dispatch
+from api.controllers.catalog_queries import FamilyQueries, IconQueries, SetQueries
 from api.controllers.deps import ContainerDep
 from api.schemas import (
     FamilyBody,
@@ -30,7 +31,7 @@ def _money(body: MoneyBody) -> m.Money:
     return m.Money(amount_minor=body.amount_minor, currency=body.currency)
 
 
-class FamilyController(Controller):
+class FamilyController(FamilyQueries):
     path = "/v1/families"
     tags = ["catalog"]  # noqa: RUF012
 
@@ -112,7 +113,7 @@ class FamilyController(Controller):
         return await dispatch(request, container, command, status_code=201)
 
 
-class IconSetController(Controller):
+class IconSetController(SetQueries):
     path = "/v1/sets"
     tags = ["catalog"]  # noqa: RUF012
 
@@ -184,7 +185,7 @@ class IconSetController(Controller):
         return await dispatch(request, container, command, status_code=201)
 
 
-class IconController(Controller):
+class IconController(IconQueries):
     path = "/v1/icons"
     tags = ["catalog"]  # noqa: RUF012
 

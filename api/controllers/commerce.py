@@ -15,7 +15,7 @@ from api.schemas import CancelBody, CartBody, CartLineBody
 from commands import messages as m
 from commands.errors import AccessDenied, AggregateNotFound
 from commands.policy import Action, Resource, decide
-from projections.cart_view import RedisCartView, cart_document
+from projections.cart_view import CartReader, RedisCartView
 
 Req = Request[Any, Any, Any]
 Accepted = Response[CommandAccepted]
@@ -40,16 +40,17 @@ class CartController(Controller):
         x_min_position: Annotated[int | None, HeaderParameter(name="x-min-position", ge=0)] = None,
     ) -> Response[dict[str, Any]]:
         actor = actor_of(request, container)
-        view = RedisCartView(container.redis_async)
-        key = view.key(str(cart_id))
+        reader = CartReader(container.redis_async)
+        prefix, first = await reader.get(str(cart_id))
+        unread = [first]  # read_fresh's first read is this one: no second round trip
 
         async def read() -> dict[str, Any] | None:
-            return cart_document(str(cart_id), await container.redis_async.hgetall(key))
+            return unread.pop() if unread else (await reader.get(str(cart_id)))[1]
 
         cart = await read_fresh(
             read,
             redis=container.redis_async,
-            channel=view.channel(str(cart_id)),
+            channel=RedisCartView.channel_in(prefix, str(cart_id)),
             min_position=min_position if min_position is not None else x_min_position,
             timeout_s=container.settings.read_your_writes_timeout_s,
         )
@@ -58,6 +59,41 @@ class CartController(Controller):
         decision = decide(actor, Action.CART_READ, Resource("cart", cart["owner_id"]))
         if not decision.allowed:
             raise AccessDenied(decision.reason)
+        return Response(cart, headers={"X-Projection-Position": str(cart["position"])})
+
+    @get(
+        "/me",
+        operation_id="getMyCart",
+        summary="The caller's current cart (the most recently opened one still open); pass "
+        "min_position (or X-Min-Position) to read your own write.",
+    )
+    async def get_my_cart(
+        self,
+        request: Req,
+        container: ContainerDep,
+        min_position: Annotated[int | None, QueryParameter(name="min_position", ge=0)] = None,
+        x_min_position: Annotated[int | None, HeaderParameter(name="x-min-position", ge=0)] = None,
+    ) -> Response[dict[str, Any]]:
+        actor = actor_of(request, container)
+        decision = decide(actor, Action.CART_READ, Resource("cart", actor.id))
+        if not decision.allowed:
+            raise AccessDenied(decision.reason)
+        reader = CartReader(container.redis_async)
+        prefix, first = await reader.current(actor.id)
+        unread = [first]  # read_fresh's first read is this one: no second round trip
+
+        async def read() -> dict[str, Any] | None:
+            return unread.pop() if unread else (await reader.current(actor.id))[1]
+
+        cart = await read_fresh(
+            read,
+            redis=container.redis_async,
+            channel=RedisCartView.customer_channel_in(prefix, actor.id),
+            min_position=min_position if min_position is not None else x_min_position,
+            timeout_s=container.settings.read_your_writes_timeout_s,
+        )
+        if cart is None:
+            raise AggregateNotFound("you have no open cart")
         return Response(cart, headers={"X-Projection-Position": str(cart["position"])})
 
     @post("/", operation_id="openCart", status_code=201, summary="Open a cart in a currency.")

@@ -1,25 +1,66 @@
-"""`iconmarket project run`: the projection workers (each on the consumer runner)."""
+"""`iconmarket project run | status`: the projection workers (each on the consumer runner)."""
 
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from infra.bootstrap import bootstrap
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from infra.bootstrap import Container, bootstrap
 from infra.logs import configure
+from infra.rebuild import Target, rebuild
 from projections.cart_view import RedisCartView
-from projections.carts import apply
+from projections.carts import apply as project_cart
+from projections.catalog import apply as project_catalog
+from projections.catalog_alias import (
+    CATALOG_ALIAS,
+    create_next_index,
+    ensure_live_index,
+    switch_alias,
+)
+from projections.catalog_view import OpenSearchCatalogView
+from projections.keyspace import live_prefix, next_prefix, switch_prefix
+from projections.positions import ProjectionPositions, highest_positions
 from stream.consumer import ConsumerRunner, Delivery, serve
+from stream.envelope import Envelope
 from stream.topics import topic_for
 
-PROJECTIONS = ("carts",)
+
+@dataclass(frozen=True)
+class ProjectionSpec:
+    """A projection: its name, the logs (bounded contexts) it reads, its consumer group."""
+
+    name: str
+    contexts: tuple[str, ...]
+
+    @property
+    def group_id(self) -> str:
+        return f"projection-{self.name}"
+
+
+SPECS = {
+    spec.name: spec
+    for spec in (ProjectionSpec("carts", ("commerce",)), ProjectionSpec("catalog", ("catalog",)))
+}
+PROJECTIONS = tuple(SPECS)
 
 
 def register(commands: Any) -> None:
     project = commands.add_parser(
         "project",
-        help="run projections (read models built from the event stream)",
+        help="run projections (read models built from the event stream) and show their state",
         description="Projections consume the Kafka topics and write the read models.",
     )
     actions = project.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -31,27 +72,215 @@ def register(commands: Any) -> None:
     )
     run.add_argument("names", nargs="*", metavar="NAME", help=f"default: all of {PROJECTIONS}")
     run.set_defaults(handler=_run)
+    status = actions.add_parser(
+        "status",
+        help="each projection's position, lag and state",
+        description="Per projection and source log: the last position applied, the log's head, "
+        "the lag between them (events) and the consumer group's state.",
+    )
+    status.set_defaults(handler=_status)
+    rebuild_cmd = actions.add_parser(
+        "rebuild",
+        help="rebuild a projection from history into a new index / key space, then switch",
+        description="Replays the event store's history into a new target (catalog: index "
+        "catalog-v{n+1}; carts: key prefix carts-v{n}:) while the live one keeps serving and "
+        "updating, catches up with the log's head, then switches the alias / prefix pointer "
+        "atomically. The previous target is kept; its name is printed.",
+    )
+    rebuild_cmd.add_argument("name", metavar="NAME", choices=PROJECTIONS, help=str(PROJECTIONS))
+    rebuild_cmd.set_defaults(handler=_rebuild)
+
+
+def _checked(names: Sequence[str]) -> list[ProjectionSpec]:
+    unknown = sorted(set(names) - set(PROJECTIONS))
+    if unknown:
+        raise SystemExit(f"unknown projection(s) {unknown}; known: {list(PROJECTIONS)}")
+    return [SPECS[name] for name in names or PROJECTIONS]
+
+
+def carts_runner(container: Container) -> ConsumerRunner:
+    """The carts projection: writes go to the live key space (see `projections.keyspace`); if
+    a rebuild switched it during the batch, the batch is applied again to the new one."""
+    spec = SPECS["carts"]
+    positions = ProjectionPositions(container.redis)
+    client = container.redis
+
+    def project(deliveries: Sequence[Delivery], /) -> None:
+        events = [delivery.event for delivery in deliveries]
+        writes = [write for event in events for write in project_cart(event)]
+        prefix = live_prefix(client, spec.name)
+        while writes:
+            RedisCartView(client, prefix=prefix).apply(writes)
+            moved = live_prefix(client, spec.name)
+            if moved == prefix:
+                break
+            prefix = moved
+        positions.record(spec.name, highest_positions(events))
+
+    return ConsumerRunner(
+        container.settings,
+        group_id=spec.group_id,
+        topics=[topic_for(context) for context in spec.contexts],
+        handler=project,
+    )
+
+
+def catalog_runner(container: Container) -> ConsumerRunner:
+    """The catalog projection: writes go to the index the alias points at when the batch
+    starts; if the alias moved meanwhile (a rebuild switched), the batch is applied again to the
+    new index (patches are version-guarded, so that is safe)."""
+    spec = SPECS["catalog"]
+    positions = ProjectionPositions(container.redis)
+    client = container.opensearch
+
+    def project(deliveries: Sequence[Delivery], /) -> None:
+        events = [delivery.event for delivery in deliveries]
+        writes = [write for event in events for write in project_catalog(event)]
+        target = ensure_live_index(client, CATALOG_ALIAS)
+        while writes:
+            OpenSearchCatalogView(client, target).apply(writes)
+            moved = ensure_live_index(client, CATALOG_ALIAS)
+            if moved == target:
+                break
+            target = moved
+        positions.record(spec.name, highest_positions(events))
+
+    return ConsumerRunner(
+        container.settings,
+        group_id=spec.group_id,
+        topics=[topic_for(context) for context in spec.contexts],
+        handler=project,
+        batch_size=2_000,
+    )
+
+
+RUNNERS = {"carts": carts_runner, "catalog": catalog_runner}
 
 
 def _run(args: argparse.Namespace) -> int:
-    unknown = sorted(set(args.names) - set(PROJECTIONS))
-    if unknown:
-        raise SystemExit(f"unknown projection(s) {unknown}; known: {list(PROJECTIONS)}")
+    specs = _checked(args.names)
     container = bootstrap()
     configure(container.settings.log_level)
-    view = RedisCartView(container.redis)
+    try:
+        serve([RUNNERS[spec.name](container) for spec in specs])
+    finally:
+        container.close()
+    return 0
 
-    def project_carts(deliveries: Sequence[Delivery], /) -> None:
-        view.apply([write for delivery in deliveries for write in apply(delivery.event)])
 
-    runner = ConsumerRunner(
-        container.settings,
-        group_id="projection-carts",
-        topics=[topic_for("commerce")],
-        handler=project_carts,
+def _group_states(container: Container, groups: list[str]) -> dict[str, str]:
+    """Each consumer group's state as the broker reports it (e.g. stable, empty, dead)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": container.settings.kafka_bootstrap})
+    states: dict[str, str] = {}
+    for group, future in admin.describe_consumer_groups(groups, request_timeout=10).items():
+        try:
+            states[group] = future.result().state.name.lower()
+        except KafkaException as exc:
+            states[group] = f"unknown ({exc})"
+    return states
+
+
+def _status(_args: argparse.Namespace) -> int:
+    container = bootstrap()
+    try:
+        positions = ProjectionPositions(container.redis)
+        states = _group_states(container, [spec.group_id for spec in SPECS.values()])
+        table = Table(title="projections")
+        for column in ("projection", "log", "position", "log head", "lag (events)", "group"):
+            table.add_column(column)
+        for spec in SPECS.values():
+            applied = positions.get(spec.name)
+            for context in spec.contexts:
+                head = container.applications.by_context(context).recorder.max_notification_id()
+                position = applied.get(context)
+                lag = (head or 0) - (position or 0)
+                table.add_row(
+                    spec.name,
+                    context,
+                    str(position) if position is not None else "-",
+                    str(head) if head is not None else "-",
+                    str(lag),
+                    states.get(spec.group_id, "unknown"),
+                )
+        Console().print(table)
+    finally:
+        container.close()
+    return 0
+
+
+class CartsTarget:
+    """Carts: a key prefix per generation, switched by the pointer key."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def create(self) -> str:
+        return next_prefix(self._client, "carts")
+
+    def apply(self, target: str, events: Sequence[Envelope]) -> None:
+        writes = [write for event in events for write in project_cart(event)]
+        RedisCartView(self._client, prefix=target).apply(writes)
+
+    def switch(self, target: str) -> str:
+        return switch_prefix(self._client, "carts", target)
+
+
+class CatalogTarget:
+    """The catalog: an index version per generation, switched by the alias."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def create(self) -> str:
+        ensure_live_index(self._client, CATALOG_ALIAS)
+        return create_next_index(self._client, CATALOG_ALIAS)
+
+    def apply(self, target: str, events: Sequence[Envelope]) -> None:
+        writes = [write for event in events for write in project_catalog(event)]
+        OpenSearchCatalogView(self._client, target).apply(writes)
+
+    def switch(self, target: str) -> str:
+        return switch_alias(self._client, target, CATALOG_ALIAS) or ""
+
+
+def rebuild_target(container: Container, name: str) -> Target:
+    if name == "carts":
+        return CartsTarget(container.redis)
+    return CatalogTarget(container.opensearch)
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    spec = SPECS[args.name]
+    container = bootstrap()
+    configure(container.settings.log_level)
+    console = Console(stderr=True)
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} events/s"),
+        TimeRemainingColumn(),
     )
     try:
-        serve([runner])
+        with Progress(*columns, console=console) as bar:
+            task = bar.add_task(f"rebuild {spec.name}", total=None, rate="-")
+            began = time.perf_counter()
+
+            def progress(done: int, total: int) -> None:
+                rate = done / max(time.perf_counter() - began, 1e-9)
+                bar.update(task, completed=done, total=total, rate=f"{rate:,.0f}")
+
+            result = rebuild(
+                container, spec.contexts, rebuild_target(container, spec.name), progress
+            )
+        print(
+            f"{spec.name}: rebuilt {result.events} events into {result.new_target!r} in "
+            f"{result.seconds:.1f} s ({result.rate:,.0f} events/s) and switched to it; the "
+            f"previous target {result.old_target!r} is kept"
+        )
     finally:
         container.close()
     return 0

@@ -71,6 +71,12 @@ def test_a_cart_change_is_readable_at_the_position_the_command_returned() -> Non
             assert sorted(line["product_id"] for line in body["lines"]) == sorted(
                 str(icon_id) for icon_id in catalog.icon_ids
             )
+            mine = client.get(
+                "/v1/carts/me", headers={**auth, "X-Min-Position": str(last["position"])}
+            )
+            assert mine.status_code == 200, mine.text
+            assert mine.json() == body
+            assert client.get("/v1/carts/me", headers=stranger).json()["code"] == "not_found"
             removed = client.delete(
                 f"/v1/carts/{cart_id}/lines/icon/{catalog.icon_ids[0]}", headers=auth
             ).json()

@@ -1,0 +1,228 @@
+"""Public catalog reads from the OpenSearch read model (never from the aggregates).
+
+Answers carry an ETag (a hash of the body) and ``Cache-Control: public, max-age=…``; a request
+whose ``If-None-Match`` matches gets ``304`` with no body. ``min_position`` (or
+``X-Min-Position``) waits until the catalog projection has applied that position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from litestar import Controller, Request, Response, get
+from litestar.exceptions import ValidationException
+from litestar.params import FromPath, HeaderParameter, Parameter, QueryParameter
+
+from api.controllers.deps import ContainerDep
+from api.freshness import StaleRead
+from commands.errors import AggregateNotFound
+from projections import catalog_queries as queries
+from projections.catalog_alias import CATALOG_ALIAS
+from projections.positions import ProjectionPositions
+
+Req = Request[Any, Any, Any]
+CACHE_CONTROL = "public, max-age=30, stale-while-revalidate=60"
+CATALOG_PROJECTION = "catalog"
+CATALOG_LOG = "catalog"
+
+
+def _etag(body: Any) -> str:
+    encoded = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return '"' + hashlib.blake2b(encoded, digest_size=16).hexdigest() + '"'
+
+
+def _cached(request: Req, body: Any, position: int | None) -> Response[Any]:
+    etag = _etag(body)
+    headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
+    if position is not None:
+        headers["X-Projection-Position"] = str(position)
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(None, status_code=304, headers=headers)
+    return Response(body, headers=headers)
+
+
+async def _catalog_position(container: Any, min_position: int | None) -> int | None:
+    """The catalog projection's position; with ``min_position``, wait (bounded) until it is
+    reached, woken by the projection's advance notices, or raise `StaleRead`."""
+    redis = container.redis_async
+
+    async def applied() -> int | None:
+        raw = await redis.hget(ProjectionPositions.key(CATALOG_PROJECTION), CATALOG_LOG)
+        return int(raw) if raw is not None else None
+
+    position = await applied()
+    if min_position is None or (position is not None and position >= min_position):
+        return position
+    timeout_s = container.settings.read_your_writes_timeout_s
+    began = time.monotonic()
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(ProjectionPositions.channel(CATALOG_PROJECTION))
+    try:
+        position = await applied()
+        while position is None or position < min_position:
+            remaining = timeout_s - (time.monotonic() - began)
+            if remaining <= 0:
+                raise StaleRead(min_position, position, timeout_s)
+            if await pubsub.get_message(ignore_subscribe_messages=True, timeout=remaining):
+                position = await applied()
+    finally:
+        await pubsub.unsubscribe()
+        await pubsub.aclose()
+    return position
+
+
+async def _read(container: Any, query: Callable[[], Any]) -> Any:
+    try:
+        return await asyncio.to_thread(query)
+    except queries.InvalidCursor as exc:
+        raise ValidationException(
+            detail=str(exc), extra=[{"key": "cursor", "source": "query", "message": str(exc)}]
+        ) from exc
+
+
+MinPosition = Annotated[int | None, QueryParameter(name="min_position", ge=0)]
+XMinPosition = Annotated[int | None, HeaderParameter(name="x-min-position", ge=0)]
+
+
+class IconQueries(Controller):
+    """Icon reads; `api.controllers.catalog.IconController` inherits them (one controller per
+    path, so Litestar registers each path's OPTIONS once)."""
+
+    @get(
+        "/search",
+        operation_id="searchIcons",
+        summary="Search published icons: typo-tolerant, synonym-aware; filters, facets with "
+        "exact counts, cursor pagination.",
+    )
+    async def search(  # noqa: PLR0917 - one parameter per query-string filter
+        self,
+        request: Req,
+        container: ContainerDep,
+        q: Annotated[str | None, Parameter(max_length=200)] = None,
+        style: str | None = None,
+        category: str | None = None,
+        tag: str | None = None,
+        family: UUID | None = None,
+        set_id: Annotated[UUID | None, Parameter(query="set")] = None,
+        licence: Literal["standard", "extended"] | None = None,
+        price: Literal["free", "paid"] | None = None,
+        sort: Literal["relevance", "newest", "popular"] = "relevance",
+        cursor: Annotated[str | None, Parameter(max_length=2000)] = None,
+        size: Annotated[int, Parameter(ge=1, le=100)] = 20,
+        min_position: MinPosition = None,
+        x_min_position: XMinPosition = None,
+    ) -> Response[Any]:
+        position = await _catalog_position(container, _either(min_position, x_min_position))
+        body = await _read(
+            container,
+            lambda: queries.search(
+                container.opensearch,
+                CATALOG_ALIAS,
+                q=q,
+                style=style,
+                category=category,
+                tag=tag,
+                family=str(family) if family else None,
+                set=str(set_id) if set_id else None,
+                licence=licence,
+                price=price,
+                sort=sort,
+                cursor=cursor,
+                size=size,
+            ),
+        )
+        return _cached(request, body, position)
+
+    @get(
+        "/suggest",
+        operation_id="suggestIcons",
+        summary="Icon names that start with a prefix (autocomplete).",
+    )
+    async def suggest(
+        self,
+        request: Req,
+        container: ContainerDep,
+        prefix: Annotated[str, Parameter(min_length=1, max_length=50)],
+        size: Annotated[int, Parameter(ge=1, le=25)] = 10,
+    ) -> Response[Any]:
+        names = await _read(
+            container, lambda: queries.suggest(container.opensearch, CATALOG_ALIAS, prefix, size)
+        )
+        return _cached(request, {"suggestions": names}, None)
+
+    @get("/{icon_id:uuid}", operation_id="getIcon", summary="One published icon.")
+    async def icon(
+        self,
+        request: Req,
+        container: ContainerDep,
+        icon_id: FromPath[UUID],
+        min_position: MinPosition = None,
+        x_min_position: XMinPosition = None,
+    ) -> Response[Any]:
+        position = await _catalog_position(container, _either(min_position, x_min_position))
+        found = await _read(
+            container, lambda: queries.get_icon(container.opensearch, CATALOG_ALIAS, str(icon_id))
+        )
+        if found is None:
+            raise AggregateNotFound(f"icon {icon_id} is not in the catalog")
+        return _cached(request, found, position)
+
+
+class FamilyQueries(Controller):
+    """Family reads, inherited by `api.controllers.catalog.FamilyController`."""
+
+    @get("/", operation_id="listFamilies", summary="Published families.")
+    async def families(self, request: Req, container: ContainerDep) -> Response[Any]:
+        found = await _read(
+            container, lambda: queries.list_families(container.opensearch, CATALOG_ALIAS)
+        )
+        return _cached(request, {"families": found}, None)
+
+    @get("/{family_id:uuid}", operation_id="getFamily", summary="One published family.")
+    async def family(
+        self, request: Req, container: ContainerDep, family_id: FromPath[UUID]
+    ) -> Response[Any]:
+        found = await _read(
+            container,
+            lambda: queries.get_family(container.opensearch, CATALOG_ALIAS, str(family_id)),
+        )
+        if found is None:
+            raise AggregateNotFound(f"family {family_id} is not in the catalog")
+        return _cached(request, found, None)
+
+
+class SetQueries(Controller):
+    """Set reads, inherited by `api.controllers.catalog.IconSetController`."""
+
+    @get("/", operation_id="listSets", summary="Published sets, optionally of one family.")
+    async def sets(
+        self, request: Req, container: ContainerDep, family: UUID | None = None
+    ) -> Response[Any]:
+        found = await _read(
+            container,
+            lambda: queries.list_sets(
+                container.opensearch, CATALOG_ALIAS, family_id=str(family) if family else None
+            ),
+        )
+        return _cached(request, {"sets": found}, None)
+
+    @get("/{set_id:uuid}", operation_id="getSet", summary="One published set.")
+    async def icon_set(
+        self, request: Req, container: ContainerDep, set_id: FromPath[UUID]
+    ) -> Response[Any]:
+        found = await _read(
+            container, lambda: queries.get_set(container.opensearch, CATALOG_ALIAS, str(set_id))
+        )
+        if found is None:
+            raise AggregateNotFound(f"set {set_id} is not in the catalog")
+        return _cached(request, found, None)
+
+
+def _either(first: int | None, second: int | None) -> int | None:
+    return first if first is not None else second

@@ -1,0 +1,191 @@
+"""HTTP command → event store → relay → Kafka → catalog projection → HTTP search, with real
+processes and no sleeps; then blue/green rebuilds whose new targets equal the live ones."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from commands.policy import Actor
+from infra.bootstrap import Container, bootstrap
+from infra.rebuild import head
+from projections.catalog_alias import CATALOG_ALIAS, live_index
+from projections.keyspace import live_prefix
+from projections.positions import ProjectionPositions
+from tests.e2e.test_run import _free_port, _wait_for_log
+from tests.support import Catalog, published_catalog
+
+
+@pytest.fixture(scope="module")
+def running() -> Iterator[tuple[str, Container, Catalog]]:
+    container = bootstrap()
+    catalog = published_catalog(container.bus, f"e2e-cat-{uuid.uuid4().hex[:6]}")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "ICONMARKET_API_PORT": str(port),
+        # The projections may first replay the test run's whole history; let queries wait.
+        "ICONMARKET_READ_YOUR_WRITES_TIMEOUT_S": "90",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "infra.cli", "run", "--no-stack", "--no-demo"],
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        bufsize=0,
+    )
+    try:
+        _wait_for_log(proc, "Application startup complete", timeout_s=90)
+        yield f"http://127.0.0.1:{port}", container, catalog
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+        container.close()
+
+
+def _bearer(container: Container, who: str, role: str) -> dict[str, str]:
+    token = container.tokens.issue(Actor(who, frozenset({role}))).access_token
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_a_renamed_icon_is_found_at_the_position_the_command_returned(
+    running: tuple[str, Container, Catalog],
+) -> None:
+    base, container, catalog = running
+    icon_id = str(catalog.icon_ids[0])
+    name = f"calendar {uuid.uuid4().hex[:8]}"
+    with httpx.Client(base_url=base, timeout=120) as client:
+        renamed = client.patch(
+            f"/v1/icons/{icon_id}",
+            json={"name": name, "tags": ["date"], "categories": ["time"]},
+            headers=_bearer(container, catalog.owner, "contributor"),
+        )
+        assert renamed.status_code == 202, renamed.text
+        position = renamed.json()["position"]
+        found = client.get(
+            "/v1/icons/search",
+            params={"q": name.replace("calendar", "calender")},
+            headers={"X-Min-Position": str(position)},
+        )
+        assert found.status_code == 200, found.text
+        assert int(found.headers["x-projection-position"]) >= position
+        hits = found.json()["hits"]
+        assert hits[0]["id"] == icon_id
+        assert (hits[0]["name"], hits[0]["tags"], hits[0]["categories"]) == (
+            name,
+            ["date"],
+            ["time"],
+        )
+        detail = client.get(f"/v1/icons/{icon_id}", params={"min_position": position})
+        assert detail.json()["name"] == name
+        assert detail.headers["cache-control"].startswith("public, max-age=")
+        etag = detail.headers["etag"]
+        again = client.get(f"/v1/icons/{icon_id}", headers={"If-None-Match": etag})
+        assert (again.status_code, again.content) == (304, b"")
+        assert again.headers["etag"] == etag
+        in_set = client.get(f"/v1/sets/{catalog.set_id}").json()
+        assert in_set["id"] == str(catalog.set_id)
+        bad = client.get("/v1/icons/search", params={"cursor": "not-a-cursor"})
+        assert (bad.status_code, bad.json()["code"]) == (422, "validation_failed")
+
+
+def _all_sources(container: Container, index: str) -> dict[str, dict[str, Any]]:
+    client = container.opensearch
+    client.indices.refresh(index=index)
+    docs: dict[str, dict[str, Any]] = {}
+    after: list[Any] | None = None
+    while True:
+        body: dict[str, Any] = {"size": 1000, "sort": [{"id": "asc"}, {"kind": "asc"}]}
+        body["query"] = {"match_all": {}}
+        if after is not None:
+            body["search_after"] = after
+        hits = client.search(index=index, body=body)["hits"]["hits"]
+        if not hits:
+            return docs
+        docs.update({hit["_id"]: hit["_source"] for hit in hits})
+        after = hits[-1]["sort"]
+
+
+def _cart_space(container: Container, prefix: str) -> dict[str, Any]:
+    redis = container.redis
+    space: dict[str, Any] = {}
+    for pattern in ("cart:*", "customer-carts:*"):
+        for key in redis.scan_iter(match=f"{prefix}{pattern}", count=1000):
+            name = key.decode()[len(prefix) :]
+            if redis.type(key) == b"hash":
+                space[name] = redis.hgetall(key)
+            else:
+                space[name] = redis.zrange(key, 0, -1, withscores=True)
+    return space
+
+
+def _rebuild(name: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "infra.cli", "project", "rebuild", name],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_a_catalog_rebuild_equals_the_live_index_and_takes_over(
+    running: tuple[str, Container, Catalog],
+) -> None:
+    base, container, _catalog = running
+    wanted = head(container, "catalog")
+    with httpx.Client(base_url=base, timeout=120) as client:
+        caught_up = client.get("/v1/icons/search", params={"min_position": wanted})
+        assert caught_up.status_code == 200, caught_up.text
+    live = live_index(container.opensearch, CATALOG_ALIAS)
+    assert live is not None
+    out = _rebuild("catalog")
+    rebuilt = live_index(container.opensearch, CATALOG_ALIAS)
+    assert rebuilt is not None
+    assert rebuilt != live
+    assert f"into {rebuilt!r}" in out
+    before, after = _all_sources(container, live), _all_sources(container, rebuilt)
+    assert len(after) > 0
+    assert after == before
+
+
+def test_a_carts_rebuild_equals_the_live_key_space_and_takes_over(
+    running: tuple[str, Container, Catalog],
+) -> None:
+    base, container, _catalog = running
+    customer = f"e2e-rb-{uuid.uuid4().hex[:6]}"
+    auth = _bearer(container, customer, "customer")
+    with httpx.Client(base_url=base, timeout=120) as client:
+        opened = client.post("/v1/carts", json={"currency": "USD"}, headers=auth).json()
+        mine = client.get("/v1/carts/me", params={"min_position": opened["position"]}, headers=auth)
+        assert mine.json()["id"] == opened["id"]
+        old = live_prefix(container.redis, "carts")
+        wanted = head(container, "commerce")
+        positions = ProjectionPositions(container.redis)
+        pubsub = container.redis.pubsub()
+        pubsub.subscribe(positions.channel("carts"))
+        deadline = time.monotonic() + 120
+        try:
+            while positions.get("carts").get("commerce", 0) < wanted:
+                assert time.monotonic() < deadline, "the carts projection never reached the head"
+                pubsub.get_message(timeout=5)
+        finally:
+            pubsub.close()
+        out = _rebuild("carts")
+        new = live_prefix(container.redis, "carts")
+        assert new != old
+        assert f"into {new!r}" in out
+        assert _cart_space(container, new) == _cart_space(container, old)
+        after = client.get("/v1/carts/me", headers=auth)
+        assert after.json() == mine.json()
