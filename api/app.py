@@ -14,6 +14,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from api.controllers.auth import AccountController, AuthController
 from api.controllers.catalog import FamilyController, IconController, IconSetController
 from api.controllers.commerce import CartController, FavouriteController, OrderController
+from api.controllers.me import MeController
 from api.errors import EXCEPTION_HANDLERS
 from api.health import HealthController, dependencies_for
 from api.middleware import request_id_middleware
@@ -64,6 +65,7 @@ def create_app(container: Container | None = None) -> Litestar:
             PrometheusController,
             AuthController,
             AccountController,
+            MeController,
             FamilyController,
             IconSetController,
             IconController,

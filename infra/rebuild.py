@@ -14,30 +14,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from infra.bootstrap import Container
+from infra.targets import Target
 from stream.envelope import Envelope, to_envelope
 
 PAGE = 5_000
 # A catch-up pass that had fewer events than this left the new target close enough to switch.
 SWITCH_WHEN_BEHIND = PAGE
-
-
-class Target(Protocol):
-    """Where a projection's view lives and how its pointer moves."""
-
-    def create(self) -> str:
-        """A new, empty target beside the live one; returns its name."""
-        ...
-
-    def apply(self, target: str, events: Sequence[Envelope]) -> None:
-        """Project ``events`` (pure projector) and write them into ``target``."""
-        ...
-
-    def switch(self, target: str) -> str:
-        """Make ``target`` live atomically; returns the previously live target."""
-        ...
 
 
 Progress = Callable[[int, int], None]  # (events applied so far, events known to replay)
@@ -104,6 +88,8 @@ def rebuild(
 
     while catch_up() >= SWITCH_WHEN_BEHIND:
         pass
+    target.settle(new)
     old = target.switch(new)
     catch_up()
+    target.settle(new)
     return RebuildResult(new, old, applied, time.perf_counter() - began, dict(reached))

@@ -467,8 +467,12 @@ class ConsumerRunner:
                 positions = [committed.get((tp.topic, tp.partition), tp) for tp in positions]
             current: set[Partition] = set()
             for tp in positions:
-                low, high = consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
-                position = tp.offset if tp.offset >= 0 else low
+                # The cached end offset comes with every fetch response; asking the broker
+                # would queue behind the long-polling fetch on the same connection.
+                low, high = consumer.get_watermark_offsets(tp, cached=True)
+                if high < 0:
+                    continue  # nothing fetched there yet
+                position = tp.offset if tp.offset >= 0 else max(low, 0)
                 labels = (self.group_id, tp.topic, str(tp.partition))
                 metrics.LAG.labels(*labels).set(max(0, high - position))
                 current.add((tp.topic, tp.partition))

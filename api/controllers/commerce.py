@@ -10,6 +10,7 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from api.commanding import CommandAccepted, actor_of, dispatch
 from api.controllers.deps import ContainerDep
+from api.controllers.me import customer_read
 from api.freshness import read_fresh
 from api.schemas import CancelBody, CartBody, CartLineBody
 from commands import messages as m
@@ -188,6 +189,19 @@ class OrderController(Controller):
 class FavouriteController(Controller):
     path = "/v1/me/favourites"
     tags = ["commerce"]  # noqa: RUF012
+
+    @get("/", operation_id="myFavourites", summary="The caller's favourite icons, in order.")
+    async def list(
+        self,
+        request: Req,
+        container: ContainerDep,
+        min_position: Annotated[int | None, QueryParameter(name="min_position", ge=0)] = None,
+        x_min_position: Annotated[int | None, HeaderParameter(name="x-min-position", ge=0)] = None,
+    ) -> Response[dict[str, Any]]:
+        wanted = min_position if min_position is not None else x_min_position
+        return await customer_read(
+            request, container, lambda view, who: view.favourites(who), wanted
+        )
 
     @put(
         "/{icon_id:uuid}",

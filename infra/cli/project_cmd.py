@@ -20,21 +20,10 @@ from rich.table import Table
 
 from infra.bootstrap import Container, bootstrap
 from infra.logs import configure
-from infra.rebuild import Target, rebuild
-from projections.cart_view import RedisCartView
-from projections.carts import apply as project_cart
-from projections.catalog import apply as project_catalog
-from projections.catalog_alias import (
-    CATALOG_ALIAS,
-    create_next_index,
-    ensure_live_index,
-    switch_alias,
-)
-from projections.catalog_view import OpenSearchCatalogView
-from projections.keyspace import live_prefix, next_prefix, switch_prefix
+from infra.rebuild import rebuild
+from infra.targets import apply_live, target_for
 from projections.positions import ProjectionPositions, highest_positions
 from stream.consumer import ConsumerRunner, Delivery, serve
-from stream.envelope import Envelope
 from stream.topics import topic_for
 
 
@@ -44,6 +33,7 @@ class ProjectionSpec:
 
     name: str
     contexts: tuple[str, ...]
+    batch_size: int = 500
 
     @property
     def group_id(self) -> str:
@@ -52,7 +42,11 @@ class ProjectionSpec:
 
 SPECS = {
     spec.name: spec
-    for spec in (ProjectionSpec("carts", ("commerce",)), ProjectionSpec("catalog", ("catalog",)))
+    for spec in (
+        ProjectionSpec("carts", ("commerce",)),
+        ProjectionSpec("customers", ("commerce",)),
+        ProjectionSpec("catalog", ("catalog",), batch_size=2_000),
+    )
 }
 PROJECTIONS = tuple(SPECS)
 
@@ -98,23 +92,15 @@ def _checked(names: Sequence[str]) -> list[ProjectionSpec]:
     return [SPECS[name] for name in names or PROJECTIONS]
 
 
-def carts_runner(container: Container) -> ConsumerRunner:
-    """The carts projection: writes go to the live key space (see `projections.keyspace`); if
-    a rebuild switched it during the batch, the batch is applied again to the new one."""
-    spec = SPECS["carts"]
+def runner(container: Container, spec: ProjectionSpec) -> ConsumerRunner:
+    """A projection on the consumer runner: the view write (to the live target), then the
+    positions it reached."""
+    target = target_for(spec.name, container.redis, container.opensearch)
     positions = ProjectionPositions(container.redis)
-    client = container.redis
 
     def project(deliveries: Sequence[Delivery], /) -> None:
         events = [delivery.event for delivery in deliveries]
-        writes = [write for event in events for write in project_cart(event)]
-        prefix = live_prefix(client, spec.name)
-        while writes:
-            RedisCartView(client, prefix=prefix).apply(writes)
-            moved = live_prefix(client, spec.name)
-            if moved == prefix:
-                break
-            prefix = moved
+        apply_live(target, events)
         positions.record(spec.name, highest_positions(events))
 
     return ConsumerRunner(
@@ -122,39 +108,8 @@ def carts_runner(container: Container) -> ConsumerRunner:
         group_id=spec.group_id,
         topics=[topic_for(context) for context in spec.contexts],
         handler=project,
+        batch_size=spec.batch_size,
     )
-
-
-def catalog_runner(container: Container) -> ConsumerRunner:
-    """The catalog projection: writes go to the index the alias points at when the batch
-    starts; if the alias moved meanwhile (a rebuild switched), the batch is applied again to the
-    new index (patches are version-guarded, so that is safe)."""
-    spec = SPECS["catalog"]
-    positions = ProjectionPositions(container.redis)
-    client = container.opensearch
-
-    def project(deliveries: Sequence[Delivery], /) -> None:
-        events = [delivery.event for delivery in deliveries]
-        writes = [write for event in events for write in project_catalog(event)]
-        target = ensure_live_index(client, CATALOG_ALIAS)
-        while writes:
-            OpenSearchCatalogView(client, target).apply(writes)
-            moved = ensure_live_index(client, CATALOG_ALIAS)
-            if moved == target:
-                break
-            target = moved
-        positions.record(spec.name, highest_positions(events))
-
-    return ConsumerRunner(
-        container.settings,
-        group_id=spec.group_id,
-        topics=[topic_for(context) for context in spec.contexts],
-        handler=project,
-        batch_size=2_000,
-    )
-
-
-RUNNERS = {"carts": carts_runner, "catalog": catalog_runner}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -162,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
     container = bootstrap()
     configure(container.settings.log_level)
     try:
-        serve([RUNNERS[spec.name](container) for spec in specs])
+        serve([runner(container, spec) for spec in specs])
     finally:
         container.close()
     return 0
@@ -211,47 +166,6 @@ def _status(_args: argparse.Namespace) -> int:
     return 0
 
 
-class CartsTarget:
-    """Carts: a key prefix per generation, switched by the pointer key."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    def create(self) -> str:
-        return next_prefix(self._client, "carts")
-
-    def apply(self, target: str, events: Sequence[Envelope]) -> None:
-        writes = [write for event in events for write in project_cart(event)]
-        RedisCartView(self._client, prefix=target).apply(writes)
-
-    def switch(self, target: str) -> str:
-        return switch_prefix(self._client, "carts", target)
-
-
-class CatalogTarget:
-    """The catalog: an index version per generation, switched by the alias."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    def create(self) -> str:
-        ensure_live_index(self._client, CATALOG_ALIAS)
-        return create_next_index(self._client, CATALOG_ALIAS)
-
-    def apply(self, target: str, events: Sequence[Envelope]) -> None:
-        writes = [write for event in events for write in project_catalog(event)]
-        OpenSearchCatalogView(self._client, target).apply(writes)
-
-    def switch(self, target: str) -> str:
-        return switch_alias(self._client, target, CATALOG_ALIAS) or ""
-
-
-def rebuild_target(container: Container, name: str) -> Target:
-    if name == "carts":
-        return CartsTarget(container.redis)
-    return CatalogTarget(container.opensearch)
-
-
 def _rebuild(args: argparse.Namespace) -> int:
     spec = SPECS[args.name]
     container = bootstrap()
@@ -274,7 +188,10 @@ def _rebuild(args: argparse.Namespace) -> int:
                 bar.update(task, completed=done, total=total, rate=f"{rate:,.0f}")
 
             result = rebuild(
-                container, spec.contexts, rebuild_target(container, spec.name), progress
+                container,
+                spec.contexts,
+                target_for(spec.name, container.redis, container.opensearch),
+                progress,
             )
         print(
             f"{spec.name}: rebuilt {result.events} events into {result.new_target!r} in "

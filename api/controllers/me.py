@@ -1,0 +1,89 @@
+"""The caller's own read models: orders, library, favourites (Redis, per customer)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get
+from litestar.params import HeaderParameter, QueryParameter
+
+from api.commanding import actor_of
+from api.controllers.deps import ContainerDep
+from api.freshness import read_fresh
+from commands.errors import AccessDenied
+from commands.policy import Action, Resource, decide
+from projections.customer_view import RedisCustomerView
+from projections.keyspace import live_prefix
+
+Req = Request[Any, Any, Any]
+MinPosition = Annotated[int | None, QueryParameter(name="min_position", ge=0)]
+XMinPosition = Annotated[int | None, HeaderParameter(name="x-min-position", ge=0)]
+Read = Callable[[RedisCustomerView, str], dict[str, Any]]
+
+
+async def customer_read(
+    request: Req,
+    container: Any,
+    read: Read,
+    min_position: int | None,
+) -> Response[dict[str, Any]]:
+    """Read the caller's document from the live key space; with ``min_position``, wait until
+    it reflects that position (woken by the customer's change notices) or answer 503 stale."""
+    actor = actor_of(request, container)
+    decision = decide(actor, Action.CART_READ, Resource("customer", actor.id))
+    if not decision.allowed:
+        raise AccessDenied(decision.reason)
+    prefix = await asyncio.to_thread(live_prefix, container.redis, "customers")
+    view = RedisCustomerView(container.redis, prefix=prefix)
+
+    async def fetch() -> dict[str, Any] | None:
+        return await asyncio.to_thread(read, view, actor.id)
+
+    document = await read_fresh(
+        fetch,
+        redis=container.redis_async,
+        channel=view.channel(actor.id),
+        min_position=min_position,
+        timeout_s=container.settings.read_your_writes_timeout_s,
+    )
+    assert document is not None  # the reads below always answer a document
+    return Response(document, headers={"X-Projection-Position": str(document["position"])})
+
+
+def orders_document(view: RedisCustomerView, customer_id: str) -> dict[str, Any]:
+    orders = view.orders(customer_id)
+    position = max((order["position"] for order in orders), default=0)
+    return {"customer_id": customer_id, "orders": orders, "position": position}
+
+
+class MeController(Controller):
+    path = "/v1/me"
+    tags = ["commerce"]  # noqa: RUF012
+
+    @get("/orders", operation_id="myOrders", summary="The caller's orders, newest first.")
+    async def orders(
+        self,
+        request: Req,
+        container: ContainerDep,
+        min_position: MinPosition = None,
+        x_min_position: XMinPosition = None,
+    ) -> Response[dict[str, Any]]:
+        wanted = min_position if min_position is not None else x_min_position
+        return await customer_read(request, container, orders_document, wanted)
+
+    @get(
+        "/library",
+        operation_id="myLibrary",
+        summary="The icons the caller is entitled to (revoked grants excluded) and downloads.",
+    )
+    async def library(
+        self,
+        request: Req,
+        container: ContainerDep,
+        min_position: MinPosition = None,
+        x_min_position: XMinPosition = None,
+    ) -> Response[dict[str, Any]]:
+        wanted = min_position if min_position is not None else x_min_position
+        return await customer_read(request, container, lambda view, who: view.library(who), wanted)
