@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ["roundtrip", "commands", "relay"]
+BENCHMARKS = ["roundtrip", "commands", "relay", "queries"]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
