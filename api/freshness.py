@@ -5,9 +5,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
+
+from litestar.params import HeaderParameter, QueryParameter
 
 Document = dict[str, Any]
+
+# A query's read-your-writes position: ``?min_position=`` or the ``X-Min-Position`` header.
+MinPosition = Annotated[int | None, QueryParameter(name="min_position", ge=0)]
+XMinPosition = Annotated[int | None, HeaderParameter(name="x-min-position", ge=0)]
+
+
+def wanted_position(query: int | None, header: int | None) -> int | None:
+    """The position to wait for: the query parameter wins over the header."""
+    return query if query is not None else header
 
 
 class StaleRead(Exception):

@@ -10,17 +10,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import time
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from litestar import Controller, Request, Response, get
 from litestar.exceptions import ValidationException
-from litestar.params import FromPath, HeaderParameter, Parameter, QueryParameter
+from litestar.params import FromPath, Parameter
 
 from api.controllers.deps import ContainerDep
-from api.freshness import StaleRead
+from api.freshness import MinPosition, XMinPosition, read_fresh, wanted_position
 from commands.errors import AggregateNotFound
 from projections import catalog_queries as queries
 from projections.catalog_alias import CATALOG_ALIAS
@@ -52,42 +51,27 @@ async def _catalog_position(container: Any, min_position: int | None) -> int | N
     reached, woken by the projection's advance notices, or raise `StaleRead`."""
     redis = container.redis_async
 
-    async def applied() -> int | None:
+    async def read() -> dict[str, Any] | None:
         raw = await redis.hget(ProjectionPositions.key(CATALOG_PROJECTION), CATALOG_LOG)
-        return int(raw) if raw is not None else None
+        return None if raw is None else {"position": int(raw)}
 
-    position = await applied()
-    if min_position is None or (position is not None and position >= min_position):
-        return position
-    timeout_s = container.settings.read_your_writes_timeout_s
-    began = time.monotonic()
-    pubsub = redis.pubsub()
-    await pubsub.subscribe(ProjectionPositions.channel(CATALOG_PROJECTION))
-    try:
-        position = await applied()
-        while position is None or position < min_position:
-            remaining = timeout_s - (time.monotonic() - began)
-            if remaining <= 0:
-                raise StaleRead(min_position, position, timeout_s)
-            if await pubsub.get_message(ignore_subscribe_messages=True, timeout=remaining):
-                position = await applied()
-    finally:
-        await pubsub.unsubscribe()
-        await pubsub.aclose()
-    return position
+    applied = await read_fresh(
+        read,
+        redis=redis,
+        channel=ProjectionPositions.channel(CATALOG_PROJECTION),
+        min_position=min_position,
+        timeout_s=container.settings.read_your_writes_timeout_s,
+    )
+    return None if applied is None else int(applied["position"])
 
 
-async def _read(container: Any, query: Callable[[], Any]) -> Any:
+async def _read(query: Callable[[], Any]) -> Any:
     try:
         return await asyncio.to_thread(query)
     except queries.InvalidCursor as exc:
         raise ValidationException(
             detail=str(exc), extra=[{"key": "cursor", "source": "query", "message": str(exc)}]
         ) from exc
-
-
-MinPosition = Annotated[int | None, QueryParameter(name="min_position", ge=0)]
-XMinPosition = Annotated[int | None, HeaderParameter(name="x-min-position", ge=0)]
 
 
 class IconQueries(Controller):
@@ -118,9 +102,8 @@ class IconQueries(Controller):
         min_position: MinPosition = None,
         x_min_position: XMinPosition = None,
     ) -> Response[Any]:
-        position = await _catalog_position(container, _either(min_position, x_min_position))
+        position = await _catalog_position(container, wanted_position(min_position, x_min_position))
         body = await _read(
-            container,
             lambda: queries.search(
                 container.opensearch,
                 CATALOG_ALIAS,
@@ -152,7 +135,7 @@ class IconQueries(Controller):
         size: Annotated[int, Parameter(ge=1, le=25)] = 10,
     ) -> Response[Any]:
         names = await _read(
-            container, lambda: queries.suggest(container.opensearch, CATALOG_ALIAS, prefix, size)
+            lambda: queries.suggest(container.opensearch, CATALOG_ALIAS, prefix, size)
         )
         return _cached(request, {"suggestions": names}, None)
 
@@ -165,9 +148,9 @@ class IconQueries(Controller):
         min_position: MinPosition = None,
         x_min_position: XMinPosition = None,
     ) -> Response[Any]:
-        position = await _catalog_position(container, _either(min_position, x_min_position))
+        position = await _catalog_position(container, wanted_position(min_position, x_min_position))
         found = await _read(
-            container, lambda: queries.get_icon(container.opensearch, CATALOG_ALIAS, str(icon_id))
+            lambda: queries.get_icon(container.opensearch, CATALOG_ALIAS, str(icon_id))
         )
         if found is None:
             raise AggregateNotFound(f"icon {icon_id} is not in the catalog")
@@ -179,9 +162,7 @@ class FamilyQueries(Controller):
 
     @get("/", operation_id="listFamilies", summary="Published families.")
     async def families(self, request: Req, container: ContainerDep) -> Response[Any]:
-        found = await _read(
-            container, lambda: queries.list_families(container.opensearch, CATALOG_ALIAS)
-        )
+        found = await _read(lambda: queries.list_families(container.opensearch, CATALOG_ALIAS))
         return _cached(request, {"families": found}, None)
 
     @get("/{family_id:uuid}", operation_id="getFamily", summary="One published family.")
@@ -189,7 +170,6 @@ class FamilyQueries(Controller):
         self, request: Req, container: ContainerDep, family_id: FromPath[UUID]
     ) -> Response[Any]:
         found = await _read(
-            container,
             lambda: queries.get_family(container.opensearch, CATALOG_ALIAS, str(family_id)),
         )
         if found is None:
@@ -205,7 +185,6 @@ class SetQueries(Controller):
         self, request: Req, container: ContainerDep, family: UUID | None = None
     ) -> Response[Any]:
         found = await _read(
-            container,
             lambda: queries.list_sets(
                 container.opensearch, CATALOG_ALIAS, family_id=str(family) if family else None
             ),
@@ -217,12 +196,8 @@ class SetQueries(Controller):
         self, request: Req, container: ContainerDep, set_id: FromPath[UUID]
     ) -> Response[Any]:
         found = await _read(
-            container, lambda: queries.get_set(container.opensearch, CATALOG_ALIAS, str(set_id))
+            lambda: queries.get_set(container.opensearch, CATALOG_ALIAS, str(set_id))
         )
         if found is None:
             raise AggregateNotFound(f"set {set_id} is not in the catalog")
         return _cached(request, found, None)
-
-
-def _either(first: int | None, second: int | None) -> int | None:
-    return first if first is not None else second

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
 from litestar import Controller, Request, Response, delete, get, post, put
-from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody
 
 from api.commanding import CommandAccepted, actor_of, dispatch
 from api.controllers.deps import ContainerDep
 from api.controllers.me import customer_read
-from api.freshness import read_fresh
+from api.freshness import MinPosition, XMinPosition, read_fresh, wanted_position
 from api.schemas import CancelBody, CartBody, CartLineBody
 from commands import messages as m
 from commands.errors import AccessDenied, AggregateNotFound
@@ -37,8 +37,8 @@ class CartController(Controller):
         request: Req,
         container: ContainerDep,
         cart_id: FromPath[UUID],
-        min_position: Annotated[int | None, QueryParameter(name="min_position", ge=0)] = None,
-        x_min_position: Annotated[int | None, HeaderParameter(name="x-min-position", ge=0)] = None,
+        min_position: MinPosition = None,
+        x_min_position: XMinPosition = None,
     ) -> Response[dict[str, Any]]:
         actor = actor_of(request, container)
         reader = CartReader(container.redis_async)
@@ -52,7 +52,7 @@ class CartController(Controller):
             read,
             redis=container.redis_async,
             channel=RedisCartView.channel_in(prefix, str(cart_id)),
-            min_position=min_position if min_position is not None else x_min_position,
+            min_position=wanted_position(min_position, x_min_position),
             timeout_s=container.settings.read_your_writes_timeout_s,
         )
         if cart is None:
@@ -72,8 +72,8 @@ class CartController(Controller):
         self,
         request: Req,
         container: ContainerDep,
-        min_position: Annotated[int | None, QueryParameter(name="min_position", ge=0)] = None,
-        x_min_position: Annotated[int | None, HeaderParameter(name="x-min-position", ge=0)] = None,
+        min_position: MinPosition = None,
+        x_min_position: XMinPosition = None,
     ) -> Response[dict[str, Any]]:
         actor = actor_of(request, container)
         decision = decide(actor, Action.CART_READ, Resource("cart", actor.id))
@@ -90,7 +90,7 @@ class CartController(Controller):
             read,
             redis=container.redis_async,
             channel=RedisCartView.customer_channel_in(prefix, actor.id),
-            min_position=min_position if min_position is not None else x_min_position,
+            min_position=wanted_position(min_position, x_min_position),
             timeout_s=container.settings.read_your_writes_timeout_s,
         )
         if cart is None:
@@ -195,10 +195,10 @@ class FavouriteController(Controller):
         self,
         request: Req,
         container: ContainerDep,
-        min_position: Annotated[int | None, QueryParameter(name="min_position", ge=0)] = None,
-        x_min_position: Annotated[int | None, HeaderParameter(name="x-min-position", ge=0)] = None,
+        min_position: MinPosition = None,
+        x_min_position: XMinPosition = None,
     ) -> Response[dict[str, Any]]:
-        wanted = min_position if min_position is not None else x_min_position
+        wanted = wanted_position(min_position, x_min_position)
         return await customer_read(
             request, container, lambda view, who: view.favourites(who), wanted
         )

@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Controller, Request, Response, get
-from litestar.params import HeaderParameter, QueryParameter
 
 from api.commanding import actor_of
 from api.controllers.deps import ContainerDep
-from api.freshness import read_fresh
+from api.freshness import MinPosition, XMinPosition, read_fresh, wanted_position
 from commands.errors import AccessDenied
 from commands.policy import Action, Resource, decide
 from projections.customer_view import RedisCustomerView
 from projections.keyspace import live_prefix
 
 Req = Request[Any, Any, Any]
-MinPosition = Annotated[int | None, QueryParameter(name="min_position", ge=0)]
-XMinPosition = Annotated[int | None, HeaderParameter(name="x-min-position", ge=0)]
 Read = Callable[[RedisCustomerView, str], dict[str, Any]]
 
 
@@ -70,7 +67,7 @@ class MeController(Controller):
         min_position: MinPosition = None,
         x_min_position: XMinPosition = None,
     ) -> Response[dict[str, Any]]:
-        wanted = min_position if min_position is not None else x_min_position
+        wanted = wanted_position(min_position, x_min_position)
         return await customer_read(request, container, orders_document, wanted)
 
     @get(
@@ -85,5 +82,5 @@ class MeController(Controller):
         min_position: MinPosition = None,
         x_min_position: XMinPosition = None,
     ) -> Response[dict[str, Any]]:
-        wanted = min_position if min_position is not None else x_min_position
+        wanted = wanted_position(min_position, x_min_position)
         return await customer_read(request, container, lambda view, who: view.library(who), wanted)

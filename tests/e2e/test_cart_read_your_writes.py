@@ -13,7 +13,7 @@ import httpx
 
 from commands.policy import Actor
 from infra.bootstrap import bootstrap
-from tests.e2e.test_run import _free_port, _wait_for_log
+from tests.e2e.test_run import _free_port, _wait_for_log, running_app
 from tests.support import published_catalog
 
 
@@ -30,67 +30,45 @@ def test_a_cart_change_is_readable_at_the_position_the_command_returned() -> Non
         + container.tokens.issue(Actor("someone-else", frozenset({"customer"}))).access_token
     }
     container.close()
-    port = _free_port()
-    env = {
-        **os.environ,
-        "ICONMARKET_API_PORT": str(port),
-        # The projection may first replay the test run's history; let queries wait for it.
-        "ICONMARKET_READ_YOUR_WRITES_TIMEOUT_S": "60",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "run", "--no-stack", "--no-demo"],
-        env=env,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        bufsize=0,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for_log(proc, "Application startup complete", timeout_s=90)
-        with httpx.Client(base_url=base, timeout=90) as client:
-            opened = client.post("/v1/carts", json={"currency": "USD"}, headers=auth).json()
-            cart_id = opened["id"]
-            last = opened
-            for icon_id in catalog.icon_ids:
-                last = client.post(
-                    f"/v1/carts/{cart_id}/lines",
-                    json={"product_kind": "icon", "product_id": str(icon_id)},
-                    headers=auth,
-                ).json()
-            cart = client.get(
-                f"/v1/carts/{cart_id}", params={"min_position": last["position"]}, headers=auth
-            )
-            assert cart.status_code == 200, cart.text
-            body = cart.json()
-            assert body["version"] == 3
-            assert body["position"] == last["position"]
-            assert cart.headers["x-projection-position"] == str(last["position"])
-            assert body["owner_id"] == customer
-            assert body["status"] == "open"
-            assert body["total"] == {"amount_minor": 349, "currency": "USD"}
-            assert sorted(line["product_id"] for line in body["lines"]) == sorted(
-                str(icon_id) for icon_id in catalog.icon_ids
-            )
-            mine = client.get(
-                "/v1/carts/me", headers={**auth, "X-Min-Position": str(last["position"])}
-            )
-            assert mine.status_code == 200, mine.text
-            assert mine.json() == body
-            assert client.get("/v1/carts/me", headers=stranger).json()["code"] == "not_found"
-            removed = client.delete(
-                f"/v1/carts/{cart_id}/lines/icon/{catalog.icon_ids[0]}", headers=auth
+    with running_app(read_timeout_s=60) as base, httpx.Client(base_url=base, timeout=90) as client:
+        opened = client.post("/v1/carts", json={"currency": "USD"}, headers=auth).json()
+        cart_id = opened["id"]
+        last = opened
+        for icon_id in catalog.icon_ids:
+            last = client.post(
+                f"/v1/carts/{cart_id}/lines",
+                json={"product_kind": "icon", "product_id": str(icon_id)},
+                headers=auth,
             ).json()
-            after = client.get(
-                f"/v1/carts/{cart_id}", headers={**auth, "X-Min-Position": str(removed["position"])}
-            ).json()
-            assert after["total"] == {"amount_minor": 99, "currency": "USD"}
-            assert after["version"] == 4
-            forbidden = client.get(f"/v1/carts/{cart_id}", headers=stranger)
-            assert forbidden.status_code == 403
-            assert forbidden.json()["code"] == "forbidden"
-    finally:
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0
+        cart = client.get(
+            f"/v1/carts/{cart_id}", params={"min_position": last["position"]}, headers=auth
+        )
+        assert cart.status_code == 200, cart.text
+        body = cart.json()
+        assert body["version"] == 3
+        assert body["position"] == last["position"]
+        assert cart.headers["x-projection-position"] == str(last["position"])
+        assert body["owner_id"] == customer
+        assert body["status"] == "open"
+        assert body["total"] == {"amount_minor": 349, "currency": "USD"}
+        assert sorted(line["product_id"] for line in body["lines"]) == sorted(
+            str(icon_id) for icon_id in catalog.icon_ids
+        )
+        mine = client.get("/v1/carts/me", headers={**auth, "X-Min-Position": str(last["position"])})
+        assert mine.status_code == 200, mine.text
+        assert mine.json() == body
+        assert client.get("/v1/carts/me", headers=stranger).json()["code"] == "not_found"
+        removed = client.delete(
+            f"/v1/carts/{cart_id}/lines/icon/{catalog.icon_ids[0]}", headers=auth
+        ).json()
+        after = client.get(
+            f"/v1/carts/{cart_id}", headers={**auth, "X-Min-Position": str(removed["position"])}
+        ).json()
+        assert after["total"] == {"amount_minor": 99, "currency": "USD"}
+        assert after["version"] == 4
+        forbidden = client.get(f"/v1/carts/{cart_id}", headers=stranger)
+        assert forbidden.status_code == 403
+        assert forbidden.json()["code"] == "forbidden"
 
 
 def test_a_position_never_reached_is_answered_stale_not_with_old_data() -> None:

@@ -3,8 +3,6 @@ processes and no sleeps; then blue/green rebuilds whose new targets equal the li
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +20,7 @@ from projections.catalog_alias import CATALOG_ALIAS, live_index
 from projections.customer_view import dump
 from projections.keyspace import live_prefix
 from projections.positions import ProjectionPositions
-from tests.e2e.test_run import _free_port, _wait_for_log
+from tests.e2e.test_run import running_app
 from tests.support import Catalog, published_catalog
 
 
@@ -30,26 +28,10 @@ from tests.support import Catalog, published_catalog
 def running() -> Iterator[tuple[str, Container, Catalog]]:
     container = bootstrap()
     catalog = published_catalog(container.bus, f"e2e-cat-{uuid.uuid4().hex[:6]}")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "ICONMARKET_API_PORT": str(port),
-        # The projections may first replay the test run's whole history; let queries wait.
-        "ICONMARKET_READ_YOUR_WRITES_TIMEOUT_S": "90",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "run", "--no-stack", "--no-demo"],
-        env=env,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        bufsize=0,
-    )
     try:
-        _wait_for_log(proc, "Application startup complete", timeout_s=90)
-        yield f"http://127.0.0.1:{port}", container, catalog
+        with running_app() as base:
+            yield base, container, catalog
     finally:
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0
         container.close()
 
 
@@ -129,6 +111,21 @@ def _cart_space(container: Container, prefix: str) -> dict[str, Any]:
     return space
 
 
+def _wait_until_caught_up(container: Container, projection: str, log: str) -> None:
+    """Block until ``projection`` has applied ``log``'s head, woken by its advance notices."""
+    wanted = head(container, log)
+    positions = ProjectionPositions(container.redis)
+    pubsub = container.redis.pubsub()
+    pubsub.subscribe(positions.channel(projection))
+    deadline = time.monotonic() + 120
+    try:
+        while positions.get(projection).get(log, 0) < wanted:
+            assert time.monotonic() < deadline, f"{projection} never reached {log}'s head"
+            pubsub.get_message(timeout=5)
+    finally:
+        pubsub.close()
+
+
 def _rebuild(name: str) -> str:
     result = subprocess.run(
         [sys.executable, "-m", "infra.cli", "project", "rebuild", name],
@@ -172,17 +169,7 @@ def test_a_carts_rebuild_equals_the_live_key_space_and_takes_over(
         mine = client.get("/v1/carts/me", params={"min_position": opened["position"]}, headers=auth)
         assert mine.json()["id"] == opened["id"]
         old = live_prefix(container.redis, "carts")
-        wanted = head(container, "commerce")
-        positions = ProjectionPositions(container.redis)
-        pubsub = container.redis.pubsub()
-        pubsub.subscribe(positions.channel("carts"))
-        deadline = time.monotonic() + 120
-        try:
-            while positions.get("carts").get("commerce", 0) < wanted:
-                assert time.monotonic() < deadline, "the carts projection never reached the head"
-                pubsub.get_message(timeout=5)
-        finally:
-            pubsub.close()
+        _wait_until_caught_up(container, "carts", "commerce")
         out = _rebuild("carts")
         new = live_prefix(container.redis, "carts")
         assert new != old
@@ -224,17 +211,7 @@ def test_favourites_and_orders_are_readable_at_their_positions_and_rebuild_equal
         assert order["total"] == {"amount_minor": 500, "currency": "USD"}
         library = client.get("/v1/me/library", headers=auth).json()
         assert library["entitlements"] == []
-        wanted = head(container, "commerce")
-        positions = ProjectionPositions(container.redis)
-        deadline = time.monotonic() + 120
-        pubsub = container.redis.pubsub()
-        pubsub.subscribe(positions.channel("customers"))
-        try:
-            while positions.get("customers").get("commerce", 0) < wanted:
-                assert time.monotonic() < deadline, "the customers projection never caught up"
-                pubsub.get_message(timeout=5)
-        finally:
-            pubsub.close()
+        _wait_until_caught_up(container, "customers", "commerce")
         old = live_prefix(container.redis, "customers")
         _rebuild("customers")
         new = live_prefix(container.redis, "customers")

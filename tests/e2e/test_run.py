@@ -11,6 +11,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 
@@ -38,6 +40,32 @@ def _wait_for_log(proc: subprocess.Popen[bytes], needle: str, timeout_s: float) 
         if needle in line:
             return seen
     raise AssertionError(f"never logged {needle!r}; stderr was:\n{''.join(seen)[-4000:]}")
+
+
+@contextmanager
+def running_app(read_timeout_s: float = 90) -> Iterator[str]:
+    """`iconmarket run --no-stack --no-demo` on a free port; yields its base URL, then stops it
+    with Ctrl-C and checks it exits cleanly. Queries may wait ``read_timeout_s`` for a position,
+    since the projections may first replay the test run's whole history."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "ICONMARKET_API_PORT": str(port),
+        "ICONMARKET_READ_YOUR_WRITES_TIMEOUT_S": str(read_timeout_s),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "infra.cli", "run", "--no-stack", "--no-demo"],
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        bufsize=0,
+    )
+    try:
+        _wait_for_log(proc, "Application startup complete", timeout_s=90)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
 
 
 def test_run_serves_ready_and_stops_on_ctrl_c() -> None:
