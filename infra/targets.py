@@ -7,6 +7,7 @@ workers and `infra.rebuild` both write through these, so both apply the same pur
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -19,10 +20,12 @@ from projections.catalog_alias import (
     ensure_live_index,
     switch_alias,
 )
-from projections.catalog_view import OpenSearchCatalogView
+from projections.catalog_view import OpenSearchCatalogView, create_index
 from projections.customer_view import RedisCustomerView
 from projections.customers import apply as project_customer
 from projections.keyspace import live_prefix, next_prefix, switch_prefix
+from projections.popularity import apply as project_popularity
+from projections.popularity_view import PopularityView, copy_popularity
 from stream.envelope import Envelope
 
 
@@ -47,6 +50,15 @@ class Target(Protocol):
 
     def settle(self, target: str) -> None:
         """Make what was applied to ``target`` visible to readers."""
+        ...
+
+    def shadow(self, name: str) -> str:
+        """A new, empty target named after ``name`` (an audit replay), never switched to;
+        raises ValueError if it exists already."""
+        ...
+
+    def drop(self, target: str) -> int:
+        """Delete a shadow target; returns how many keys / documents it held."""
         ...
 
 
@@ -82,19 +94,45 @@ class RedisTarget:
     def settle(self, target: str) -> None:
         """Redis writes are visible as soon as they are acknowledged."""
 
+    def shadow(self, name: str) -> str:
+        prefix = shadow_prefix(self._name, name)
+        if next(iter(self._client.scan_iter(match=f"{_glob(prefix)}*", count=1000)), None):
+            raise ValueError(f"the key prefix {prefix!r} is in use already")
+        return prefix
+
+    def drop(self, target: str) -> int:
+        if not target.startswith(SHADOW_PREFIX):
+            raise ValueError(f"{target!r} is not a shadow key prefix")
+        keys = list(self._client.scan_iter(match=f"{_glob(target)}*", count=1000))
+        for start in range(0, len(keys), 1000):
+            self._client.delete(*keys[start : start + 1000])
+        return len(keys)
+
 
 class CatalogTarget:
-    """The catalog: an index version per generation, switched by the alias."""
+    """The catalog: an index version per generation, switched by the alias.
 
-    def __init__(self, client: Any) -> None:
+    Icon popularity is counted by its own projection (from the commerce log) and written onto
+    the live index; a new index gets every count copied when it is created and again right after
+    the switch (for counts that changed meanwhile; the copies are guarded, so repeats are no-ops).
+    """
+
+    def __init__(self, client: Any, redis: Any) -> None:
         self._client = client
+        self._redis = redis
 
     def live(self) -> str:
         return ensure_live_index(self._client, CATALOG_ALIAS)
 
     def create(self) -> str:
         self.live()
-        return create_next_index(self._client, CATALOG_ALIAS)
+        created = create_next_index(self._client, CATALOG_ALIAS)
+        self._copy_popularity(created)
+        return created
+
+    def _copy_popularity(self, index: str) -> None:
+        prefix = live_prefix(self._redis, "popularity")
+        copy_popularity(PopularityView(self._redis, self._client, prefix), self._client, index)
 
     def apply(self, target: str, events: Sequence[Envelope]) -> None:
         writes = [write for event in events for write in project_catalog(event)]
@@ -102,12 +140,70 @@ class CatalogTarget:
             OpenSearchCatalogView(self._client, target).apply(writes)
 
     def switch(self, target: str) -> str:
-        return switch_alias(self._client, target, CATALOG_ALIAS) or ""
+        previous = switch_alias(self._client, target, CATALOG_ALIAS) or ""
+        self._copy_popularity(target)
+        return previous
 
     def settle(self, target: str) -> None:
         """Search sees writes only after a refresh; the position is recorded after this, so
         a query that waited for it finds the change."""
         self._client.indices.refresh(index=target)
+
+    def shadow(self, name: str) -> str:
+        index = shadow_index(name)
+        if self._client.indices.exists(index=index):
+            raise ValueError(f"the index {index!r} exists already")
+        create_index(self._client, index)
+        return index
+
+    def drop(self, target: str) -> int:
+        if not target.startswith(f"{CATALOG_ALIAS}-{SHADOW_PREFIX.rstrip(':')}-"):
+            raise ValueError(f"{target!r} is not a shadow index")
+        if not self._client.indices.exists(index=target):
+            return 0
+        count = int(self._client.count(index=target)["count"])
+        self._client.indices.delete(index=target)
+        return count
+
+
+def _catalog_alias(opensearch: Any) -> str:
+    """The alias popularity counts are written through, made to exist first: a write to a
+    missing alias would create a plain index of that name instead."""
+    ensure_live_index(opensearch, CATALOG_ALIAS)
+    return CATALOG_ALIAS
+
+
+SHADOW_PREFIX = "audit:"
+_SHADOW_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
+
+
+def check_shadow_name(name: str) -> str:
+    """Shadow names become key prefixes and index names: lowercase letters, digits, - and _."""
+    if not _SHADOW_NAME.match(name):
+        raise ValueError(
+            f"shadow name {name!r}: use 1-48 lowercase letters, digits, - and _ "
+            "(starting with a letter or digit)"
+        )
+    return name
+
+
+def shadow_prefix(projection: str, name: str) -> str:
+    """The key prefix of a Redis projection's shadow ``name``: ``audit:{name}:{projection}:``."""
+    return f"{SHADOW_PREFIX}{check_shadow_name(name)}:{projection}:"
+
+
+def shadow_index(name: str) -> str:
+    """The catalog's shadow index ``name``: ``catalog-audit-{name}``."""
+    return f"{CATALOG_ALIAS}-{SHADOW_PREFIX.rstrip(':')}-{check_shadow_name(name)}"
+
+
+def shadow_of(projection: str, name: str) -> str:
+    """Where ``projection``'s shadow ``name`` lives: an index (catalog) or a key prefix."""
+    return shadow_index(name) if projection == "catalog" else shadow_prefix(projection, name)
+
+
+def _glob(prefix: str) -> str:
+    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in prefix)
 
 
 def target_for(name: str, redis: Any, opensearch: Any) -> Target:
@@ -118,7 +214,14 @@ def target_for(name: str, redis: Any, opensearch: Any) -> Target:
             redis, "customers", project_customer, lambda c, p: RedisCustomerView(c, prefix=p)
         )
     if name == "catalog":
-        return CatalogTarget(opensearch)
+        return CatalogTarget(opensearch, redis)
+    if name == "popularity":
+        return RedisTarget(
+            redis,
+            "popularity",
+            project_popularity,
+            lambda c, p: PopularityView(c, opensearch, prefix=p, index=_catalog_alias(opensearch)),
+        )
     raise ValueError(f"unknown projection {name!r}")
 
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from stream.envelope import Envelope
 
-Source = Literal["icon", "set", "family"]
+Source = Literal["icon", "set", "family", "popularity"]
 
 # The set and family fields copied onto each of their icons (denormalised for search).
 SET_SHARED_FIELDS = ("set_name", "style", "set_status")
@@ -71,8 +71,6 @@ def _icon_fields(event: Envelope) -> dict[str, Any] | None:
             "formats": [],
             "status": "draft",
             "created_at": event.occurred_at,
-            "purchases": 0,
-            "downloads": 0,
         }
     if kind == "DetailsUpdated":
         return {

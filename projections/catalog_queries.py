@@ -261,7 +261,9 @@ def search(
     }
     if cursor is not None:
         body["search_after"] = decode_cursor(cursor, len(order))
-    response = client.search(index=index, body=body)
+    # The shard request cache holds whole responses until the next refresh that changes the
+    # index, so a repeated search between catalog changes skips the query and the facets.
+    response = client.search(index=index, body=body, params={"request_cache": "true"})
     hits = response["hits"]["hits"]
     next_cursor = encode_cursor(hits[-1]["sort"]) if len(hits) == size and hits else None
     return {

@@ -1,8 +1,9 @@
 """The catalog read model in OpenSearch: icons, sets and families in one index.
 
-Every icon document combines three sources (the icon, its set and its family), so no single
-external version can guard it. Each source's patches are guarded by that source's own version
-field (``icon_version``, ``set_version``, ``family_version``): a patch is applied only when its
+Every icon document combines four sources (the icon, its set, its family and its popularity
+counts), so no single external version can guard it. Each source's patches are guarded by that
+source's own version field (``icon_version``, ``set_version``, ``family_version``,
+``popularity_version``): a patch is applied only when its
 version is newer, and a document to which nothing applies is not written. The local stack's
 OpenSearch has no script engine (no ``lang-painless``) and no ``reindex`` module (so no
 ``update_by_query``), so the guard runs here, as an optimistic read-modify-write: a real-time
@@ -160,6 +161,7 @@ def index_body() -> dict[str, Any]:
                 "icon_version": {"type": "long"},
                 "set_version": {"type": "long"},
                 "family_version": {"type": "long"},
+                "popularity_version": {"type": "long"},
                 "position": {"type": "long"},
             },
         },
@@ -209,8 +211,8 @@ class OpenSearchCatalogView:
         for write in writes:
             grouped.setdefault(write.doc_id, []).append(_patch(write))
             sources[write.doc_id] = write.source
-        owners = {k: v for k, v in grouped.items() if sources[k] != "icon"}
-        icons = {k: v for k, v in grouped.items() if sources[k] == "icon"}
+        owners = {k: v for k, v in grouped.items() if sources[k] in ("set", "family")}
+        icons = {k: v for k, v in grouped.items() if sources[k] not in ("set", "family")}
         changed_owners = self._guarded_write(owners)
         changed = len(changed_owners)
         if icons:

@@ -46,6 +46,7 @@ SPECS = {
         ProjectionSpec("carts", ("commerce",)),
         ProjectionSpec("customers", ("commerce",)),
         ProjectionSpec("catalog", ("catalog",), batch_size=2_000),
+        ProjectionSpec("popularity", ("commerce",), batch_size=2_000),
     )
 }
 PROJECTIONS = tuple(SPECS)

@@ -376,3 +376,140 @@ def test_a_bad_cursor_is_rejected(client: OpenSearch, index: str, catalog: dict[
         queries.search(client, index, cursor="not-a-cursor!")
     with pytest.raises(queries.InvalidCursor, match="does not match"):
         queries.search(client, index, sort="newest", cursor=queries.encode_cursor([1]))
+
+
+def _library_event(
+    story: Story, library_id: str, version: int, event_type: str, data: dict[str, Any]
+) -> Envelope:
+    position = 10_000 + len(story.events)
+    envelope = Envelope(
+        event_id=event_id_for(library_id, version),
+        type=event_type,
+        schema_version=1,
+        context="commerce",
+        aggregate_type="Library",
+        aggregate_id=library_id,
+        aggregate_version=version,
+        position=position,
+        occurred_at="2026-01-02T00:00:00Z",
+        actor="customer",
+        correlation_id=f"corr-pop-{position}",
+        causation_id=None,
+        data=data,
+    )
+    story.events.append(envelope)
+    return envelope
+
+
+def _purchases_story(ids: dict[str, str]) -> list[Envelope]:
+    """Three customers: A buys trash and home, B buys trash (then it is refunded) and downloads
+    it twice before, C buys trash and downloads home once."""
+    story = Story()
+    a, b, c = _uid("library-a"), _uid("library-b"), _uid("library-c")
+
+    def grant(library: str, version: int, order: str, *names: str) -> None:
+        icons = [{"icon_id": ids[name], "icon_version": 1} for name in names]
+        _library_event(
+            story,
+            library,
+            version,
+            "Library.EntitlementsGranted",
+            {"order_id": _uid(order), "icons": icons},
+        )
+
+    def download(library: str, version: int, name: str) -> None:
+        data = {"icon_id": ids[name], "format": "png", "size": 64, "size_bytes": 900}
+        _library_event(story, library, version, "Library.DownloadRecorded", data)
+
+    grant(a, 2, "order-a", "trash", "home")
+    grant(b, 2, "order-b", "trash")
+    download(b, 3, "trash")
+    download(b, 4, "trash")
+    revoke = {"order_id": _uid("order-b"), "reason": "refunded"}
+    _library_event(story, b, 5, "Library.EntitlementsRevoked", revoke)
+    grant(c, 2, "order-c", "trash")
+    download(c, 3, "home")
+    return story.events
+
+
+def _popularity_writes(events: Sequence[Envelope]) -> list[Any]:
+    from projections.popularity import apply as project_popularity
+
+    return [w for e in events for w in project_popularity(e)]
+
+
+@pytest.fixture
+def popularity_prefix(settings: Settings) -> Iterator[str]:
+    import redis
+
+    client = redis.Redis(host=settings.redis_host, port=settings.redis_port)
+    prefix = f"test-pop-{uuid.uuid4().hex[:10]}:"
+    yield prefix
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        client.delete(key)
+    client.close()
+
+
+def test_popularity_counts_purchases_in_force_and_downloads(
+    settings: Settings,
+    client: OpenSearch,
+    index: str,
+    catalog: dict[str, str],
+    popularity_prefix: str,
+) -> None:
+    import redis
+
+    from projections.popularity_view import PopularityView
+
+    r = redis.Redis(host=settings.redis_host, port=settings.redis_port)
+    view = PopularityView(r, client, prefix=popularity_prefix, index=index)
+    writes = _popularity_writes(_purchases_story(catalog))
+    assert view.apply(writes) == 2
+    assert view.apply(writes) == 0
+    for write in writes:
+        assert view.apply([write]) == 0
+    assert view.counts(catalog["trash"]) == {"purchases": 2, "downloads": 2, "seq": 6}
+    assert view.counts(catalog["home"]) == {"purchases": 1, "downloads": 1, "seq": 2}
+    client.indices.refresh(index=index)
+
+    trash = queries.get_icon(client, index, catalog["trash"])
+    home = queries.get_icon(client, index, catalog["home"])
+    assert trash is not None
+    assert home is not None
+    assert (trash["purchases"], trash["downloads"]) == (2, 2)
+    assert (home["purchases"], home["downloads"]) == (1, 1)
+    popular = queries.search(client, index, sort="popular")
+    assert _names(popular)[:2] == ["trash", "home"]
+    r.close()
+
+
+def test_popularity_does_not_depend_on_arrival_order(
+    settings: Settings, client: OpenSearch, index: str, popularity_prefix: str
+) -> None:
+    """Counts that arrive before their icon's document exist, and libraries in any order, give
+    the same documents as the catalog first and the libraries in order."""
+    import redis
+
+    from projections.popularity_view import PopularityView
+
+    r = redis.Redis(host=settings.redis_host, port=settings.redis_port)
+    story, ids = build_story()
+    library_events = _purchases_story(ids)
+    _load(client, index, story.events)
+    PopularityView(r, client, prefix=popularity_prefix, index=index).apply(
+        _popularity_writes(library_events)
+    )
+    expected = _all_docs(client, index)
+    assert expected[f"icon:{ids['trash']}"]["purchases"] == 2
+
+    other = f"{index}-counts-first"
+    create_index(client, other)
+    try:
+        late = PopularityView(r, client, prefix=f"{popularity_prefix}late:", index=other)
+        for event in _reversed_by_aggregate(library_events):
+            late.apply(_popularity_writes([event]))
+        _load(client, other, _reversed_by_aggregate(story.events), batch=5)
+        assert _all_docs(client, other) == expected
+    finally:
+        client.indices.delete(index=other, ignore_unavailable=True)
+        r.close()

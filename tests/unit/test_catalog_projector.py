@@ -68,8 +68,6 @@ def test_icon_created_becomes_the_full_icon_patch() -> None:
                 "formats": [],
                 "status": "draft",
                 "created_at": AT,
-                "purchases": 0,
-                "downloads": 0,
             },
         )
     ]
