@@ -37,6 +37,8 @@ kafka_client_log = logging.getLogger("iconmarket.consumer.librdkafka")
 Partition = tuple[str, int]
 
 METADATA_MAX_AGE_MS = 5_000
+# How long a batch waits for more already-flowing messages after its first one.
+BATCH_LINGER_S = 0.002
 
 
 class UndecodableMessage(ValueError):
@@ -417,8 +419,20 @@ class ConsumerRunner:
                 consumer.close()
             log.info("consumer stopped", extra={"group": self.group_id})
 
+    def _poll(self, consumer: Any) -> list[Any]:
+        """Wait (up to the poll timeout) for one message, then take what is already fetched, up
+        to a batch. ``consume(n, timeout)`` alone waits for n messages or the whole timeout, which
+        made a lone event wait up to a second before its projection saw it."""
+        first = consumer.poll(self.poll_timeout_s)
+        if first is None:
+            return []
+        if self.batch_size == 1:
+            return [first]
+        more = consumer.consume(num_messages=self.batch_size - 1, timeout=BATCH_LINGER_S)
+        return [first, *more]
+
     def _cycle(self, consumer: Any) -> None:
-        messages = consumer.consume(num_messages=self.batch_size, timeout=self.poll_timeout_s)
+        messages = self._poll(consumer)
         records = []
         for message in messages:
             error = message.error()
