@@ -45,9 +45,13 @@ run: install
 test: install lint typecheck stack-up compose-cli
 	$(BIN)/pytest
 
+# vegeta (constant-rate HTTP load) is built once from the Go module proxy into the download cache.
+TOOLS := $(if $(filter 0,$(shell id -u)),/var/cache/iconmarket/bin,$(HOME)/.cache/iconmarket/bin)
+
 bench: install stack-up
 	command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk)
-	$(BIN)/python -m bench
+	test -x $(TOOLS)/vegeta || GOBIN=$(TOOLS) go install github.com/tsenart/vegeta/v12@v12.13.0
+	ICONMARKET_VEGETA=$(TOOLS)/vegeta $(BIN)/python -m bench
 
 down: install
 	$(ICONMARKET) stack down

@@ -1,5 +1,6 @@
 """Read side: rebuild rate per projection (events/s from PostgreSQL history into a new target),
-then query latency under load (wrk against the real API) for search and for a cart.
+then query latency under load against the real API, for search and for a cart: at saturation
+(wrk, c connections) and at the goal's constant rate (vegeta).
 
 Goals on 2 cores: cart p99 <= 5 ms at 2,000 rps; search p99 <= 30 ms at 500 rps; rebuild
 >= 20,000 events/s into Redis and >= 10,000 events/s into OpenSearch.
@@ -7,6 +8,7 @@ Goals on 2 cores: cart p99 <= 5 ms at 2,000 rps; search p99 <= 30 ms at 500 rps;
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -51,6 +53,34 @@ def _wrk(url: str, concurrency: int, headers: dict[str, str]) -> dict[str, Any]:
     }
 
 
+VEGETA = os.environ.get("ICONMARKET_VEGETA", "vegeta")
+# The goals' rates: a constant-rate load (vegeta), so latency is measured at that rate rather
+# than at saturation, where it is only queueing (wrk keeps c requests in flight, no matter what).
+GOAL_RATES = {"search q=arrow": 500, "cart by id": 2_000}
+
+
+def _vegeta(url: str, rate: int, headers: dict[str, str]) -> dict[str, Any]:
+    target = f"GET {url}\n" + "".join(f"{name}: {value}\n" for name, value in headers.items())
+    attack = subprocess.run(
+        [VEGETA, "attack", f"-rate={rate}/1s", f"-duration={DURATION_S}s", "-max-workers=256"],
+        input=target.encode(),
+        capture_output=True,
+        check=True,
+    )
+    report = subprocess.run(
+        [VEGETA, "report", "-type=json"], input=attack.stdout, capture_output=True, check=True
+    )
+    data = json.loads(report.stdout)
+    latencies = data["latencies"]
+    return {
+        "requests_per_s": round(float(data["throughput"]), 1),
+        "p50_ms": round(latencies["50th"] / 1e6, 2),
+        "p90_ms": round(latencies["90th"] / 1e6, 2),
+        "p99_ms": round(latencies["99th"] / 1e6, 2),
+        "failed": int(data["requests"]) - int(data["status_codes"].get("200", 0)),
+    }
+
+
 def run() -> dict[str, Any]:
     container = bootstrap()
     results: dict[str, Any] = {}
@@ -86,6 +116,8 @@ def run() -> dict[str, Any]:
                 _wrk(url, 16, headers)  # warm-up, not reported
                 for concurrency in CONCURRENCY:
                     results[f"{case}, concurrency {concurrency}"] = _wrk(url, concurrency, headers)
+                rate = GOAL_RATES[case]
+                results[f"{case}, constant {rate} rps"] = _vegeta(url, rate, headers)
     finally:
         container.close()
     return {
