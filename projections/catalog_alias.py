@@ -55,3 +55,9 @@ def switch_alias(client: Any, new_index: str, alias: str = CATALOG_ALIAS) -> str
         actions.insert(0, {"remove": {"index": old, "alias": alias}})
     client.indices.update_aliases(body={"actions": actions})
     return old
+
+
+def stale_indices(client: Any, alias: str = CATALOG_ALIAS) -> list[str]:
+    """The ``{alias}-v{n}`` indices the alias does not point at (earlier generations)."""
+    live = live_index(client, alias)
+    return [name for _, name in sorted(_versions(client, alias).items()) if name != live]

@@ -84,6 +84,16 @@ def register(commands: Any) -> None:
     )
     rebuild_cmd.add_argument("name", metavar="NAME", choices=PROJECTIONS, help=str(PROJECTIONS))
     rebuild_cmd.set_defaults(handler=_rebuild)
+    prune = actions.add_parser(
+        "prune",
+        help="list (or with --delete, delete) a projection's earlier rebuild targets",
+        description="A rebuild keeps the target it replaced. This lists every generation that "
+        "is not live (catalog: indices catalog-v{n} the alias does not name; Redis projections: "
+        "key prefixes {name}-v{n}: the pointer does not name); --delete removes them.",
+    )
+    prune.add_argument("name", metavar="NAME", choices=PROJECTIONS, help=str(PROJECTIONS))
+    prune.add_argument("--delete", action="store_true", help="delete them (default: list only)")
+    prune.set_defaults(handler=_prune)
 
 
 def _checked(names: Sequence[str]) -> list[ProjectionSpec]:
@@ -199,6 +209,35 @@ def _rebuild(args: argparse.Namespace) -> int:
             f"{result.seconds:.1f} s ({result.rate:,.0f} events/s) and switched to it; the "
             f"previous target {result.old_target!r} is kept"
         )
+    finally:
+        container.close()
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from projections.catalog_alias import stale_indices
+    from projections.keyspace import delete_prefix, stale_prefixes
+
+    container = bootstrap()
+    try:
+        if args.name == "catalog":
+            stale = stale_indices(container.opensearch)
+        else:
+            stale = stale_prefixes(container.redis, args.name)
+        if not stale:
+            print(f"{args.name}: no earlier targets")
+            return 0
+        for target in stale:
+            if not args.delete:
+                print(f"{args.name}: {target!r} is not live (delete with --delete)")
+            elif args.name == "catalog":
+                container.opensearch.indices.delete(index=target)
+                print(f"{args.name}: deleted index {target!r}")
+            else:
+                print(
+                    f"{args.name}: deleted {delete_prefix(container.redis, target)} keys "
+                    f"under {target!r}"
+                )
     finally:
         container.close()
     return 0
