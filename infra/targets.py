@@ -109,6 +109,23 @@ class RedisTarget:
         return len(keys)
 
 
+class PopularityTarget(RedisTarget):
+    """Counts in Redis, copied onto the catalog: settling refreshes the catalog index too, so a
+    recorded popularity position is also visible to catalog searches."""
+
+    def __init__(self, client: Any, opensearch: Any) -> None:
+        super().__init__(
+            client,
+            "popularity",
+            project_popularity,
+            lambda c, p: PopularityView(c, opensearch, prefix=p, index=_catalog_alias(opensearch)),
+        )
+        self._opensearch = opensearch
+
+    def settle(self, target: str) -> None:
+        self._opensearch.indices.refresh(index=CATALOG_ALIAS)
+
+
 class CatalogTarget:
     """The catalog: an index version per generation, switched by the alias.
 
@@ -216,12 +233,7 @@ def target_for(name: str, redis: Any, opensearch: Any) -> Target:
     if name == "catalog":
         return CatalogTarget(opensearch, redis)
     if name == "popularity":
-        return RedisTarget(
-            redis,
-            "popularity",
-            project_popularity,
-            lambda c, p: PopularityView(c, opensearch, prefix=p, index=_catalog_alias(opensearch)),
-        )
+        return PopularityTarget(redis, opensearch)
     raise ValueError(f"unknown projection {name!r}")
 
 
