@@ -2,9 +2,11 @@
 
 from collections.abc import Iterable
 from typing import Self
+from uuid import UUID
 
 from eventsourcing.domain import event
 
+from domain.icon_set import PreviewState, check_preview
 from domain.publication import PublicationStatus, check_publication_transition
 from domain.text import clean_labels, clean_name
 from domain.traced_aggregate import TracedAggregate
@@ -29,6 +31,14 @@ class Family(TracedAggregate):
 
     class Unpublished(TracedAggregate.Event):
         pass
+
+    class PreviewRecorded(TracedAggregate.Event):
+        """A composed grid preview (public bucket ``key``) of ``icon_ids`` from the family's
+        sets, whose keys hash to ``member_hash``."""
+
+        key: str
+        member_hash: str
+        icon_ids: list[UUID]
 
     @classmethod
     def create(
@@ -70,6 +80,7 @@ class Family(TracedAggregate):
         self._categories = list(categories)
         self._tags = list(tags)
         self._status = PublicationStatus.DRAFT.value
+        self._preview: PreviewState | None = None
 
     @property
     def owner_id(self) -> str:
@@ -114,6 +125,29 @@ class Family(TracedAggregate):
             correlation_id=correlation_id,
         )
 
+    @property
+    def preview_key(self) -> str | None:
+        return None if self._preview is None else self._preview["key"]
+
+    @property
+    def preview_members(self) -> tuple[UUID, ...]:
+        return () if self._preview is None else tuple(self._preview["icon_ids"])
+
+    def record_preview(
+        self, *, key: str, member_hash: str, icon_ids: list[UUID], actor: str, correlation_id: str
+    ) -> None:
+        """Records a composed preview; the same members recorded again record nothing."""
+        check_preview(key, member_hash, icon_ids)
+        if self._preview is not None and self._preview["member_hash"] == member_hash:
+            return
+        self._preview_recorded(
+            key=key,
+            member_hash=member_hash,
+            icon_ids=list(icon_ids),
+            actor=actor,
+            correlation_id=correlation_id,
+        )
+
     def publish(self, *, actor: str, correlation_id: str) -> None:
         self._check_transition(PublicationStatus.PUBLISHED)
         self._published(actor=actor, correlation_id=correlation_id)
@@ -148,3 +182,9 @@ class Family(TracedAggregate):
     @event(Unpublished)
     def _unpublished(self, *, actor: str, correlation_id: str) -> None:
         self._status = PublicationStatus.UNPUBLISHED.value
+
+    @event(PreviewRecorded)
+    def _preview_recorded(
+        self, *, key: str, member_hash: str, icon_ids: list[UUID], actor: str, correlation_id: str
+    ) -> None:
+        self._preview = {"key": key, "member_hash": member_hash, "icon_ids": list(icon_ids)}

@@ -1,19 +1,39 @@
 """The Icon aggregate: one sellable SVG icon, its media records and its publication life cycle."""
 
-from collections.abc import Iterable, Sequence
-from typing import Self
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Self
 from uuid import UUID
 
 from eventsourcing.domain import event
 
 from domain.choices import parse_choice
-from domain.errors import ErrorCode, InvariantViolated
-from domain.media import Derivative, DerivativeData, SvgOriginal, SvgOriginalData
+from domain.errors import ErrorCode, InvariantViolated, NotFound
+from domain.media import (
+    Derivative,
+    DerivativeData,
+    MediaFormat,
+    SvgOriginal,
+    SvgOriginalData,
+)
 from domain.money import Money, MoneyData
 from domain.products import Licence
 from domain.publication import PublicationStatus, check_publication_transition
 from domain.text import clean_labels, clean_name
 from domain.traced_aggregate import TracedAggregate
+
+VECTOR_FORMATS = frozenset({MediaFormat.SVG, MediaFormat.PDF})
+
+
+@dataclass(frozen=True, slots=True)
+class IconFile:
+    """One downloadable file of an icon: its format, pixel size (None for vector formats),
+    object-store key and byte count."""
+
+    format: MediaFormat
+    size: int | None
+    key: str
+    size_bytes: int
 
 
 class Icon(TracedAggregate):
@@ -53,9 +73,21 @@ class Icon(TracedAggregate):
         svg_revision: int
 
     class DerivativesRecorded(TracedAggregate.Event):
+        """Renderings of the original with ``source_hash`` and their lineage: the renderer
+        version, the parameters it ran with, and the public watermarked preview's key."""
+
+        class_version = 2
+
         source_hash: str
         renderer_version: str
         items: list[DerivativeData]
+        parameters: dict[str, int | str]
+        preview_key: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["parameters"] = {}
+            state["preview_key"] = None
 
     class Published(TracedAggregate.Event):
         pass
@@ -123,6 +155,8 @@ class Icon(TracedAggregate):
         self._derivatives: list[DerivativeData] = []
         self._derivatives_source_hash: str | None = None
         self._renderer_version: str | None = None
+        self._render_parameters: dict[str, int | str] = {}
+        self._preview_key: str | None = None
 
     @property
     def set_id(self) -> UUID:
@@ -184,6 +218,15 @@ class Icon(TracedAggregate):
         return self._renderer_version if self.has_current_derivatives else None
 
     @property
+    def render_parameters(self) -> dict[str, int | str]:
+        return dict(self._render_parameters) if self.has_current_derivatives else {}
+
+    @property
+    def preview_key(self) -> str | None:
+        """The public watermarked preview of the current original, once rendered."""
+        return self._preview_key if self.has_current_derivatives else None
+
+    @property
     def has_current_derivatives(self) -> bool:
         return self._original is not None and (
             self._derivatives_source_hash == self._original["content_hash"]
@@ -196,6 +239,31 @@ class Icon(TracedAggregate):
     @property
     def sellable(self) -> bool:
         return self.status is PublicationStatus.PUBLISHED and self.has_current_derivatives
+
+    def file_for(self, format: str, size: int | None = None) -> IconFile:
+        """The file of the current original in ``format``: the SVG original itself, or a
+        derivative (``size`` picks the raster edge, default the largest; vector formats ignore
+        it). Raises NotFound when the icon has no such file."""
+        wanted = parse_choice(MediaFormat, format)
+        if wanted is MediaFormat.SVG:
+            original = self.original
+            if original is None:
+                raise NotFound(ErrorCode.FORMAT_UNAVAILABLE, "the icon has no SVG original yet")
+            return IconFile(wanted, None, original.key, original.size_bytes)
+        found = sorted(
+            (d for d in self.derivatives if d.kind is wanted), key=lambda d: d.size, reverse=True
+        )
+        if wanted not in VECTOR_FORMATS and size is not None:
+            found = [d for d in found if d.size == size]
+        if not found:
+            sizes = sorted(d.size for d in self.derivatives if d.kind is wanted)
+            raise NotFound(
+                ErrorCode.FORMAT_UNAVAILABLE,
+                f"no {wanted.value} at size {size} (available sizes: {sizes})",
+            )
+        chosen = found[0]
+        edge = None if wanted in VECTOR_FORMATS else chosen.size
+        return IconFile(wanted, edge, chosen.key, chosen.size_bytes)
 
     def update_details(
         self,
@@ -251,22 +319,47 @@ class Icon(TracedAggregate):
         source_hash: str,
         renderer_version: str,
         items: Sequence[Derivative],
+        parameters: Mapping[str, int | str] | None = None,
+        preview_key: str | None = None,
         actor: str,
         correlation_id: str,
     ) -> None:
         """Records renderings of the original with ``source_hash``; replaces earlier ones.
 
+        Recording exactly what is already recorded records nothing (a redelivered rendering).
         Allowed on a retired icon: its buyers still download it.
         """
         self._check_has_original()
         self._check_source_is_current(source_hash)
         self._check_has_items(items)
+        data = [item.to_data() for item in items]
+        params = dict(parameters or {})
+        if self._is_recorded(source_hash, renderer_version, data, params, preview_key):
+            return
         self._derivatives_recorded(
             source_hash=source_hash,
             renderer_version=renderer_version,
-            items=[item.to_data() for item in items],
+            items=data,
+            parameters=params,
+            preview_key=preview_key,
             actor=actor,
             correlation_id=correlation_id,
+        )
+
+    def _is_recorded(
+        self,
+        source_hash: str,
+        renderer_version: str,
+        items: list[DerivativeData],
+        parameters: dict[str, int | str],
+        preview_key: str | None,
+    ) -> bool:
+        return (
+            self._derivatives_source_hash == source_hash
+            and self._renderer_version == renderer_version
+            and self._derivatives == items
+            and self._render_parameters == parameters
+            and self._preview_key == preview_key
         )
 
     def publish(self, *, actor: str, correlation_id: str) -> None:
@@ -361,6 +454,8 @@ class Icon(TracedAggregate):
         self._derivatives = []
         self._derivatives_source_hash = None
         self._renderer_version = None
+        self._render_parameters = {}
+        self._preview_key = None
 
     @event(DerivativesRecorded)
     def _derivatives_recorded(
@@ -369,12 +464,16 @@ class Icon(TracedAggregate):
         source_hash: str,
         renderer_version: str,
         items: list[DerivativeData],
+        parameters: dict[str, int | str],
+        preview_key: str | None,
         actor: str,
         correlation_id: str,
     ) -> None:
         self._derivatives = list(items)
         self._derivatives_source_hash = source_hash
         self._renderer_version = renderer_version
+        self._render_parameters = dict(parameters)
+        self._preview_key = preview_key
 
     @event(Published)
     def _published(self, *, actor: str, correlation_id: str) -> None:

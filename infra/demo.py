@@ -1,5 +1,6 @@
 """A small demo catalog, loaded through the real commands (idempotently: a second load appends
-nothing). Originals go to S3, PNG derivatives are rendered with cairosvg, icons are published."""
+nothing). Originals go to S3, the full derivative set is rendered by the media pipeline's
+renderer (the same keys the media workers use, so they find it stored), icons are published."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from commands.errors import AlreadyExists
 from commands.results import CommandContext
 from domain.account import Account
 from infra.bootstrap import Container
+from pipelines.derivatives import MediaStores, RenderJob, produce
+from pipelines.render import RENDERER_VERSION
 
 Report = Callable[[str], None]
-RENDERER = "demo-cairosvg-1"
 PNG_SIZES = (64, 128, 192, 256)
 
 # Our own 24x24 line drawings: name -> SVG path data.
@@ -78,8 +80,6 @@ def _put(container: Container, key: str, body: bytes, content_type: str) -> None
 
 
 def _icon(container: Container, *, owner: str, set_id: UUID, name: str, path: str, n: int) -> None:
-    import cairosvg
-
     run: Any = container.bus.execute
     who = ("contributor",)
     icon_id = run(
@@ -102,17 +102,11 @@ def _icon(container: Container, *, owner: str, set_id: UUID, name: str, path: st
         m.RecordOriginal(icon_id=icon_id, original=original),
         _context(owner, who, f"demo:original:{name}"),
     )
-    items = []
-    for size in PNG_SIZES:
-        png = cairosvg.svg2png(bytestring=svg, output_width=size, output_height=size, unsafe=False)
-        key = f"derivatives/{digest}/{RENDERER}/png-{size}.png"
-        _put(container, key, png, "image/png")
-        items.append(m.DerivativeItem(kind="png", size=size, key=key, size_bytes=len(png)))
+    stores = MediaStores(container.private_store, container.public_store)
+    produced = produce(RenderJob(icon_id, digest, original_key, "demo-load"), stores)
     run(
-        m.RecordDerivatives(
-            icon_id=icon_id, source_hash=digest, renderer_version=RENDERER, items=tuple(items)
-        ),
-        _context("service:demo", ("service",), f"demo:derivatives:{name}"),
+        produced.command(),
+        _context("service:demo", ("service",), f"demo:derivatives:{RENDERER_VERSION}:{name}"),
     )
     run(m.PublishIcon(icon_id=icon_id), _context(owner, who, f"demo:publish-icon:{name}"))
 

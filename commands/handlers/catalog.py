@@ -177,9 +177,31 @@ def record_derivatives(cmd: m.RecordDerivatives, uow: UnitOfWork, ctx: CommandCo
             Derivative(parse_choice(MediaFormat, item.kind), item.size, item.key, item.size_bytes)
             for item in cmd.items
         ],
+        parameters=dict(cmd.parameters),
+        preview_key=cmd.preview_key,
         **trace(ctx),
     )
     return icon.id
+
+
+def record_icon_set_preview(
+    cmd: m.RecordIconSetPreview, uow: UnitOfWork, ctx: CommandContext
+) -> UUID:
+    icon_set = uow.get(IconSet, cmd.set_id, expected_version=ctx.expected_version)
+    authorize(ctx, Action.MEDIA_RECORD, "set", icon_set.owner_id)
+    icon_set.record_preview(
+        key=cmd.key, member_hash=cmd.member_hash, icon_ids=list(cmd.icon_ids), **trace(ctx)
+    )
+    return icon_set.id
+
+
+def record_family_preview(cmd: m.RecordFamilyPreview, uow: UnitOfWork, ctx: CommandContext) -> UUID:
+    family = uow.get(Family, cmd.family_id, expected_version=ctx.expected_version)
+    authorize(ctx, Action.MEDIA_RECORD, "family", family.owner_id)
+    family.record_preview(
+        key=cmd.key, member_hash=cmd.member_hash, icon_ids=list(cmd.icon_ids), **trace(ctx)
+    )
+    return family.id
 
 
 def publish_icon(cmd: m.PublishIcon, uow: UnitOfWork, ctx: CommandContext) -> UUID:

@@ -38,9 +38,14 @@ def test_demo_load_is_real_and_idempotent(container: Container) -> None:
     for icon in demo_icons:
         assert icon.status is PublicationStatus.PUBLISHED
         assert icon.sellable
-        assert [d.size for d in icon.derivatives] == list(PNG_SIZES)
+        pngs = [d for d in icon.derivatives if d.kind.value == "png"]
+        assert [d.size for d in pngs] == list(PNG_SIZES)
+        assert sorted(d.kind.value for d in icon.derivatives if d.kind.value != "png") == [
+            "pdf",
+            "webp",
+        ]
         body = container.s3.get_object(
-            Bucket=container.settings.s3_bucket_private, Key=icon.derivatives[-1].key
+            Bucket=container.settings.s3_bucket_private, Key=pngs[-1].key
         )["Body"]
         image = Image.open(body)
         assert image.size == (256, 256)

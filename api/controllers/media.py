@@ -1,0 +1,288 @@
+"""Media ingestion: SVG uploads (direct and presigned) and zip batch imports.
+
+Refusals are 422 problems whose ``code`` names the rule broken (docs/media.md); a refused upload
+stores nothing and appends nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, Response, get, post, put
+from litestar.datastructures import UploadFile
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.params import FromPath
+
+from api.commanding import actor_of, context_for
+from api.controllers.deps import ContainerDep
+from commands.errors import AggregateNotFound
+from commands.handlers.common import authorize
+from commands.policy import Action
+from commands.results import CommandContext
+from domain.icon_import import IconImport
+from infra.bootstrap import Container
+from pipelines.errors import MediaRefused, RefusalCode
+from pipelines.import_batch import ImportOutcome
+from pipelines.svg_ingest import StoredSvg
+from pipelines.zip_import import MANIFEST_SCHEMA_PATH
+
+Req = Request[Any, Any, Any]
+SVG_TYPES = frozenset({"image/svg+xml"})
+ZIP_TYPES = frozenset({"application/zip", "application/x-zip-compressed"})
+MULTIPART = "multipart/form-data"
+# The transport cap; the policy limits (settings svg_max_bytes, zip_max_bytes) answer 422 below it.
+MAX_SVG_BODY = 16 * 1024 * 1024
+MAX_ZIP_BODY = 256 * 1024 * 1024
+
+
+class SvgAccepted(msgspec.Struct):
+    """The recorded original: pass ``position`` as ``min_position`` to read your own write."""
+
+    id: str
+    version: int
+    position: int
+    key: str
+    content_hash: str
+    size_bytes: int
+    width: int
+    height: int
+
+
+class UploadTicket(msgspec.Struct):
+    """PUT the SVG to ``url`` (with ``Content-Type: image/svg+xml``) within ``expires_in_s``,
+    then POST ``complete_url``."""
+
+    upload_id: str
+    url: str
+    method: str
+    content_type: str
+    expires_in_s: int
+    complete_url: str
+
+
+class ImportedIconOut(msgspec.Struct):
+    file: str
+    icon_id: str
+
+
+class ImportRejectionOut(msgspec.Struct):
+    file: str
+    code: str
+    detail: str
+
+
+class ImportReport(msgspec.Struct):
+    """A zip batch's report: the icons it created and one reason per refused file."""
+
+    id: str
+    set_id: str
+    zip_hash: str
+    version: int
+    position: int
+    created: list[ImportedIconOut]
+    rejected: list[ImportRejectionOut]
+
+
+def _context(request: Req, container: Container) -> CommandContext:
+    try:
+        return context_for(request, actor_of(request, container))
+    except msgspec.ValidationError as exc:
+        raise ValidationException(str(exc)) from None
+
+
+def _media_type(request: Req) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def _body(request: Req, accepted: frozenset[str]) -> bytes:
+    """The raw body of an ``accepted`` type, or the ``file`` part of a multipart form."""
+    media_type = _media_type(request)
+    if media_type in accepted:
+        return await request.body()
+    if media_type == MULTIPART:
+        form = await request.form()
+        part = form.get("file")
+        if not isinstance(part, UploadFile):
+            raise MediaRefused(RefusalCode.UPLOAD_MISSING, "the form has no 'file' part")
+        return await part.read()
+    raise HTTPException(
+        status_code=415,
+        detail=f"send {' or '.join(sorted(accepted))} or {MULTIPART} with a 'file' part",
+    )
+
+
+def _accepted(stored: StoredSvg, status_code: int) -> Response[SvgAccepted]:
+    result, svg = stored.result, stored.svg
+    return Response(
+        SvgAccepted(
+            id=str(result.aggregate_id),
+            version=result.version,
+            position=result.position,
+            key=svg.key,
+            content_hash=svg.content_hash,
+            size_bytes=svg.size_bytes,
+            width=svg.width,
+            height=svg.height,
+        ),
+        status_code=status_code,
+        headers={
+            "ETag": f'"{result.version}"',
+            "Idempotent-Replayed": "true" if result.replayed else "false",
+        },
+    )
+
+
+def _report(report: IconImport, position: int) -> ImportReport:
+    return ImportReport(
+        id=str(report.id),
+        set_id=str(report.set_id),
+        zip_hash=report.zip_hash,
+        version=report.version,
+        position=position,
+        created=[ImportedIconOut(item["file"], item["icon_id"]) for item in report.created],
+        rejected=[
+            ImportRejectionOut(item["file"], item["code"], item["detail"])
+            for item in report.rejected
+        ],
+    )
+
+
+class IconMediaController(Controller):
+    path = "/v1/icons"
+    tags = ["media"]  # noqa: RUF012
+
+    @put(
+        "/{icon_id:uuid}/svg",
+        operation_id="uploadIconSvg",
+        status_code=202,
+        summary="Upload an icon's SVG (owner only).",
+        description=(
+            "Body: image/svg+xml, or multipart/form-data with a 'file' part. The SVG is "
+            "sanitised (docs/media.md), stored at originals/{sha256}.svg in the private bucket, "
+            "and recorded: Icon.OriginalRecorded on the first upload, Icon.SvgRevised later. "
+            "A refused SVG is a 422 whose code names the rule; nothing is stored or appended."
+        ),
+        request_max_body_size=MAX_SVG_BODY,
+    )
+    async def upload(
+        self, request: Req, container: ContainerDep, icon_id: FromPath[UUID]
+    ) -> Response[SvgAccepted]:
+        ctx = _context(request, container)
+        raw = await _body(request, SVG_TYPES)
+        stored = await asyncio.to_thread(container.svg_ingestion.upload, icon_id, raw, ctx)
+        return _accepted(stored, 202)
+
+    @post(
+        "/{icon_id:uuid}/svg/uploads",
+        operation_id="createIconSvgUpload",
+        status_code=201,
+        summary="Get a presigned URL to upload a large SVG (owner only).",
+        description=(
+            "Returns a short-lived presigned PUT URL to a private staging key; after the PUT, "
+            "POST complete_url to sanitise and record it exactly like PUT /svg."
+        ),
+    )
+    async def create_upload(
+        self, request: Req, container: ContainerDep, icon_id: FromPath[UUID]
+    ) -> UploadTicket:
+        ctx = _context(request, container)
+        ticket = await asyncio.to_thread(container.svg_ingestion.presign, icon_id, ctx)
+        return UploadTicket(
+            upload_id=ticket.upload_id,
+            url=ticket.url,
+            method="PUT",
+            content_type=ticket.content_type,
+            expires_in_s=ticket.expires_in_s,
+            complete_url=f"/v1/icons/{icon_id}/svg/uploads/{ticket.upload_id}/complete",
+        )
+
+    @post(
+        "/{icon_id:uuid}/svg/uploads/{upload_id:str}/complete",
+        operation_id="completeIconSvgUpload",
+        status_code=202,
+        summary="Sanitise and record a presigned upload (owner only).",
+        description="The staged object is read, sanitised and deleted; the result is as PUT /svg.",
+    )
+    async def complete_upload(
+        self,
+        request: Req,
+        container: ContainerDep,
+        icon_id: FromPath[UUID],
+        upload_id: FromPath[str],
+    ) -> Response[SvgAccepted]:
+        ctx = _context(request, container)
+        stored = await asyncio.to_thread(container.svg_ingestion.complete, icon_id, upload_id, ctx)
+        return _accepted(stored, 202)
+
+
+class ImportController(Controller):
+    path = "/v1"
+    tags = ["media"]  # noqa: RUF012
+
+    @post(
+        "/sets/{set_id:uuid}/imports",
+        operation_id="importIconZip",
+        status_code=201,
+        summary="Import a zip batch of SVGs with a manifest.json into a set (owner only).",
+        description=(
+            "Body: application/zip, or multipart/form-data with a 'file' part. The manifest "
+            "follows /v1/schemas/import-manifest.json. Valid entries become icons with their "
+            "original recorded; invalid ones get one reason each in the report. A re-sent zip "
+            "(same bytes and Idempotency-Key) returns the first report (200) and creates "
+            "nothing. A zip refused as a whole (bomb, traversal, symlink, bad manifest...) is a "
+            "422 with the rule's code; nothing is created."
+        ),
+        request_max_body_size=MAX_ZIP_BODY,
+    )
+    async def import_zip(
+        self, request: Req, container: ContainerDep, set_id: FromPath[UUID]
+    ) -> Response[ImportReport]:
+        ctx = _context(request, container)
+        raw = await _body(request, ZIP_TYPES)
+        outcome: ImportOutcome = await asyncio.to_thread(
+            container.zip_importer.run, set_id, raw, ctx
+        )
+        return Response(
+            _report(outcome.report, outcome.result.position),
+            status_code=200 if outcome.replayed else 201,
+            headers={"Idempotent-Replayed": "true" if outcome.replayed else "false"},
+        )
+
+    @get(
+        "/imports/{import_id:uuid}",
+        operation_id="getImport",
+        summary="The report of a zip batch import (the set's owner only).",
+        description=(
+            "Read from the import's own event (IconImport.ImportReported): a report is written "
+            "once and never changes, so it has no separate read model."
+        ),
+    )
+    async def get_import(
+        self, request: Req, container: ContainerDep, import_id: FromPath[UUID]
+    ) -> ImportReport:
+        ctx = _context(request, container)
+
+        def read() -> IconImport:
+            found = container.zip_importer.find(import_id)
+            if found is None:
+                raise AggregateNotFound(f"import {import_id} does not exist")
+            authorize(ctx, Action.IMPORT_READ, "import", found.owner_id)
+            return found
+
+        report = await asyncio.to_thread(read)
+        head = container.applications.catalog.recorder.max_notification_id() or 0
+        return _report(report, head)
+
+    @get(
+        "/schemas/import-manifest.json",
+        operation_id="getImportManifestSchema",
+        summary="The JSON Schema of a zip batch's manifest.json.",
+        media_type="application/schema+json",
+    )
+    async def manifest_schema(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(MANIFEST_SCHEMA_PATH.read_text())
+        return loaded

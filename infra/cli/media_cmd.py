@@ -1,0 +1,150 @@
+"""`iconmarket media work | rerender`: the media workers and the batch re-render."""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from infra.bootstrap import Container, bootstrap
+from infra.logs import configure
+from pipelines.derivatives import MediaStores
+from pipelines.media_worker import GROUP_ID, MediaWorker
+from pipelines.previews import GROUP_ID as PREVIEWS_GROUP_ID
+from pipelines.previews import PreviewComposer
+from pipelines.rerender import Selection, current_originals, describe, rerender
+from stream.consumer import ConsumerRunner, serve
+from stream.topics import topic_for
+
+WORKER_BATCH = 50
+
+
+def register(commands: Any) -> None:
+    media = commands.add_parser(
+        "media",
+        help="media workers (derivatives, previews) and the batch re-render",
+        description="Render icons' derivatives (PNG 1x-4x, WebP, PDF, a watermarked preview) "
+        "and compose set and family previews.",
+    )
+    actions = media.add_subparsers(dest="action", required=True, metavar="ACTION")
+    work = actions.add_parser(
+        "work",
+        help="run the media workers until SIGTERM or Ctrl-C",
+        description="Consume the catalog topic: render the derivatives of every uploaded or "
+        f"revised original (consumer group {GROUP_ID!r}) and compose set and family previews "
+        f"once their icons' derivatives exist ({PREVIEWS_GROUP_ID!r}). Failures are retried, "
+        "then dead-lettered with the icon id.",
+    )
+    work.set_defaults(handler=_work)
+    again = actions.add_parser(
+        "rerender",
+        help="re-render icons on every core (resumable: stored outputs are skipped)",
+        description="Render the current original of the selected icons with the current "
+        "renderer version on N processes, record the derivatives, and print a summary "
+        "(rendered, skipped, failed with reasons). Icons come from the event store's current "
+        "originals.",
+    )
+    which = again.add_mutually_exclusive_group(required=True)
+    which.add_argument("--set", dest="set_id", metavar="ID", help="the icons of one set")
+    which.add_argument("--family", dest="family_id", metavar="ID", help="the icons of a family")
+    which.add_argument("--all", action="store_true", help="every icon with an original")
+    again.add_argument(
+        "--workers", type=int, default=None, metavar="N", help="processes (default: every core)"
+    )
+    again.set_defaults(handler=_rerender)
+
+
+def runners(container: Container) -> list[ConsumerRunner]:
+    """The derivative worker and the preview composer, each its own consumer group."""
+    stores = MediaStores(container.private_store, container.public_store)
+    worker = MediaWorker(
+        container.bus, stores, pool=ThreadPoolExecutor(8, thread_name_prefix="media-io")
+    )
+    composer = PreviewComposer(container.bus, container.redis, container.public_store)
+    topic = topic_for("catalog")
+    return [
+        ConsumerRunner(
+            container.settings,
+            group_id=GROUP_ID,
+            topics=[topic],
+            handler=worker,
+            batch_size=WORKER_BATCH,
+        ),
+        ConsumerRunner(
+            container.settings,
+            group_id=PREVIEWS_GROUP_ID,
+            topics=[topic],
+            handler=composer,
+            batch_size=500,
+        ),
+    ]
+
+
+def _work(_args: argparse.Namespace) -> int:
+    container = bootstrap()
+    configure(container.settings.log_level)
+    try:
+        serve(runners(container))
+    finally:
+        container.close()
+    return 0
+
+
+def _uuid(value: str | None) -> uuid.UUID | None:
+    if value is None:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise SystemExit(f"not an id: {value!r}") from None
+
+
+def _rerender(args: argparse.Namespace) -> int:
+    selection = Selection(set_id=_uuid(args.set_id), family_id=_uuid(args.family_id))
+    if args.workers is not None and args.workers < 1:
+        raise SystemExit("--workers must be at least 1")
+    container = bootstrap()
+    configure(container.settings.log_level)
+    console = Console(stderr=True)
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]} icons/s"),
+        TimeRemainingColumn(),
+    )
+    try:
+        jobs = current_originals(container.applications.catalog, selection)
+        began = time.perf_counter()
+        with Progress(*columns, console=console) as bar:
+            task = bar.add_task("rerender", total=len(jobs), rate="-")
+
+            def progress(done: int, total: int) -> None:
+                rate = done / max(time.perf_counter() - began, 1e-9)
+                bar.update(task, completed=done, total=total, rate=f"{rate:,.1f}")
+
+            summary = rerender(
+                container.settings,
+                container.bus,
+                jobs,
+                workers=args.workers,
+                progress=progress,
+            )
+        for line in describe(summary):
+            print(line)
+    finally:
+        container.close()
+    return 1 if summary.failed else 0
