@@ -102,6 +102,10 @@ class Library(TracedAggregate):
     def is_entitled(self, icon_id: UUID) -> bool:
         return any(entitlement.icon_id == icon_id for entitlement in self.entitlements)
 
+    def has_active_grant(self, order_id: UUID) -> bool:
+        """True when ``order_id`` granted icons here that are not revoked."""
+        return any(g["order_id"] == order_id and not g["revoked"] for g in self._grants)
+
     def entitled_version(self, icon_id: UUID) -> int | None:
         """The newest icon version bought, or ``None`` without an entitlement."""
         versions = [e.icon_version for e in self.entitlements if e.icon_id == icon_id]
@@ -137,11 +141,17 @@ class Library(TracedAggregate):
         format: MediaFormat,
         size: int | None,
         size_bytes: int,
+        free: bool = False,
         actor: str,
         correlation_id: str,
     ) -> None:
-        """Records one download; ``size`` is the edge in pixels, ``None`` for vector formats."""
-        self._check_entitled(icon_id)
+        """Records one download; ``size`` is the edge in pixels, ``None`` for vector formats.
+
+        ``free``: the icon is free to download (the caller checked it), so no entitlement is
+        needed.
+        """
+        if not free:
+            self._check_entitled(icon_id)
         _check_download(size, size_bytes)
         self._download_recorded(
             icon_id=icon_id,

@@ -3,12 +3,12 @@
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Self
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from eventsourcing.domain import event
 
-from domain.errors import ErrorCode, IllegalTransition, InvalidValue
-from domain.ids import transaction_id_for
+from domain.errors import ErrorCode, IllegalTransition, InvalidValue, InvariantViolated
+from domain.ids import ICONMARKET_NAMESPACE, transaction_id_for
 from domain.money import Money, MoneyData
 from domain.traced_aggregate import TracedAggregate
 
@@ -18,27 +18,35 @@ class TransactionStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     REFUNDED = "refunded"
+    DISPUTED = "disputed"
 
 
 class Mismatch(StrEnum):
     """What the provider reported differently from what was expected."""
 
     AMOUNT = "amount"
+    CURRENCY = "currency"
     PROVIDER_REFERENCE = "provider_reference"
 
 
+PAYMENT_MISMATCH_ALERT = "payment_mismatch"
+
 TRANSACTION_TRANSITIONS: Mapping[TransactionStatus, frozenset[TransactionStatus]] = {
     TransactionStatus.CREATED: frozenset({TransactionStatus.SUCCEEDED, TransactionStatus.FAILED}),
-    TransactionStatus.SUCCEEDED: frozenset({TransactionStatus.REFUNDED}),
+    TransactionStatus.SUCCEEDED: frozenset(
+        {TransactionStatus.REFUNDED, TransactionStatus.DISPUTED}
+    ),
     TransactionStatus.FAILED: frozenset(),
     TransactionStatus.REFUNDED: frozenset(),
+    TransactionStatus.DISPUTED: frozenset(),
 }
 
 
 class Transaction(TracedAggregate):
     """Attempt ``attempt`` to pay ``order_id``; its id derives from both, so a retried command
     collides instead of charging twice. A success whose captured amount or provider reference
-    differs from the expected one is recorded with its ``mismatches`` flagged for reconciliation.
+    differs from the expected one is recorded with its ``mismatches`` and raises an alert
+    (``Transaction.AlertRaised``): such a transaction never pays its order.
     """
 
     class Started(TracedAggregate.Created):
@@ -58,6 +66,16 @@ class Transaction(TracedAggregate):
         reason: str
 
     class Refunded(TracedAggregate.Event):
+        reason: str
+
+    class IntentCreated(TracedAggregate.Event):
+        provider_reference: str
+
+    class AlertRaised(TracedAggregate.Event):
+        alert: str
+        detail: str
+
+    class Disputed(TracedAggregate.Event):
         reason: str
 
     @staticmethod
@@ -109,6 +127,7 @@ class Transaction(TracedAggregate):
         self._captured: MoneyData | None = None
         self._mismatches: list[str] = []
         self._failure_reason: str | None = None
+        self._alerts: list[str] = []
 
     @property
     def order_id(self) -> UUID:
@@ -150,17 +169,34 @@ class Transaction(TracedAggregate):
     def failure_reason(self) -> str | None:
         return self._failure_reason
 
+    @property
+    def alerts(self) -> tuple[str, ...]:
+        return tuple(self._alerts)
+
     def succeed(
         self, *, provider_reference: str, captured: Money, actor: str, correlation_id: str
     ) -> None:
         self._check_transition(TransactionStatus.SUCCEEDED)
+        mismatches = self._mismatches_with(provider_reference, captured)
+        detail = (
+            f"{', '.join(mismatches)} differ: expected {self.amount.amount_minor} "
+            f"{self.amount.currency} with intent {self._provider_reference}, captured "
+            f"{captured.amount_minor} {captured.currency} with intent {provider_reference}"
+        )
         self._succeeded(
             provider_reference=provider_reference,
             captured=captured.to_data(),
-            mismatches=self._mismatches_with(provider_reference, captured),
+            mismatches=mismatches,
             actor=actor,
             correlation_id=correlation_id,
         )
+        if mismatches:
+            self.raise_alert(
+                alert=PAYMENT_MISMATCH_ALERT,
+                detail=detail,
+                actor=actor,
+                correlation_id=correlation_id,
+            )
 
     def fail(
         self, *, provider_reference: str | None, reason: str, actor: str, correlation_id: str
@@ -177,10 +213,40 @@ class Transaction(TracedAggregate):
         self._check_transition(TransactionStatus.REFUNDED)
         self._refunded(reason=reason, actor=actor, correlation_id=correlation_id)
 
+    def dispute(self, *, reason: str, actor: str, correlation_id: str) -> None:
+        """The customer disputed the charge: the provider has taken the money back."""
+        self._check_transition(TransactionStatus.DISPUTED)
+        self._disputed(reason=reason, actor=actor, correlation_id=correlation_id)
+
+    def record_intent(self, *, provider_reference: str, actor: str, correlation_id: str) -> bool:
+        """Records the provider's payment intent; the same reference again records nothing.
+
+        Returns whether an event was recorded. A different reference means two intents exist
+        for one attempt, which the idempotency key must prevent: it is refused.
+        """
+        if self._provider_reference == provider_reference:
+            return False
+        if self._provider_reference is not None or not provider_reference.strip():
+            raise InvariantViolated(
+                ErrorCode.TRANSACTION_MISMATCH,
+                f"transaction {self.id} already has intent {self._provider_reference}, "
+                f"not {provider_reference!r}",
+            )
+        self._intent_created(
+            provider_reference=provider_reference, actor=actor, correlation_id=correlation_id
+        )
+        return True
+
+    def raise_alert(self, *, alert: str, detail: str, actor: str, correlation_id: str) -> None:
+        """Records something an operator must look at (the money and the order disagree)."""
+        self._alert_raised(alert=alert, detail=detail, actor=actor, correlation_id=correlation_id)
+
     def _mismatches_with(self, provider_reference: str, captured: Money) -> list[str]:
         mismatches: list[str] = []
-        if captured != self.amount:
+        if captured.amount_minor != self.amount.amount_minor:
             mismatches.append(Mismatch.AMOUNT.value)
+        if captured.currency != self.amount.currency:
+            mismatches.append(Mismatch.CURRENCY.value)
         if self._provider_reference not in (None, provider_reference):
             mismatches.append(Mismatch.PROVIDER_REFERENCE.value)
         return mismatches
@@ -216,6 +282,18 @@ class Transaction(TracedAggregate):
     def _refunded(self, *, reason: str, actor: str, correlation_id: str) -> None:
         self._status = TransactionStatus.REFUNDED.value
 
+    @event(IntentCreated)
+    def _intent_created(self, *, provider_reference: str, actor: str, correlation_id: str) -> None:
+        self._provider_reference = provider_reference
+
+    @event(AlertRaised)
+    def _alert_raised(self, *, alert: str, detail: str, actor: str, correlation_id: str) -> None:
+        self._alerts.append(alert)
+
+    @event(Disputed)
+    def _disputed(self, *, reason: str, actor: str, correlation_id: str) -> None:
+        self._status = TransactionStatus.DISPUTED.value
+
 
 def _check_attempt(attempt: int) -> None:
     if type(attempt) is not int or attempt < 1:
@@ -225,3 +303,53 @@ def _check_attempt(attempt: int) -> None:
 def _check_provider(provider: str) -> None:
     if not provider.strip():
         raise InvalidValue(ErrorCode.INVALID_PROVIDER, "a payment provider name is required")
+
+
+_INTENT_LINKS = uuid5(ICONMARKET_NAMESPACE, "payment-intent-link")
+
+
+class PaymentIntentLink(TracedAggregate):
+    """Finds a transaction from the provider's payment intent id: disputes and some refunds name
+    only the intent. Its id derives from provider and reference, so a lookup is one load."""
+
+    class Linked(TracedAggregate.Created):
+        provider: str
+        provider_reference: str
+        transaction_id: UUID
+
+    @staticmethod
+    def create_id(provider: str, provider_reference: str) -> UUID:
+        return uuid5(_INTENT_LINKS, f"{provider}:{provider_reference}")
+
+    @classmethod
+    def link(
+        cls,
+        *,
+        provider: str,
+        provider_reference: str,
+        transaction_id: UUID,
+        actor: str,
+        correlation_id: str,
+    ) -> Self:
+        _check_provider(provider)
+        return cls(
+            provider=provider,
+            provider_reference=provider_reference,
+            transaction_id=transaction_id,
+            actor=actor,
+            correlation_id=correlation_id,
+        )
+
+    @event(Linked)
+    def __init__(
+        self,
+        *,
+        provider: str,
+        provider_reference: str,
+        transaction_id: UUID,
+        actor: str,
+        correlation_id: str,
+    ) -> None:
+        self.provider = provider
+        self.provider_reference = provider_reference
+        self.transaction_id = transaction_id

@@ -32,22 +32,26 @@ COMMANDS: dict[TransactionStatus, Callable[[Transaction, Trace], None]] = {
     T.SUCCEEDED: lambda tx, trace: tx.succeed(provider_reference="pi_1", captured=AMOUNT, **trace),
     T.FAILED: lambda tx, trace: tx.fail(provider_reference="pi_1", reason="declined", **trace),
     T.REFUNDED: lambda tx, trace: tx.refund(reason="customer request", **trace),
+    T.DISPUTED: lambda tx, trace: tx.dispute(reason="fraudulent", **trace),
 }
 EVENTS = {
     T.SUCCEEDED: "Transaction.Succeeded",
     T.FAILED: "Transaction.Failed",
     T.REFUNDED: "Transaction.Refunded",
+    T.DISPUTED: "Transaction.Disputed",
 }
 PATHS = {
     T.CREATED: [],
     T.SUCCEEDED: [T.SUCCEEDED],
     T.FAILED: [T.FAILED],
     T.REFUNDED: [T.SUCCEEDED, T.REFUNDED],
+    T.DISPUTED: [T.SUCCEEDED, T.DISPUTED],
 }
 EXPECTED_TRANSITIONS = {
     (T.CREATED, T.SUCCEEDED),
     (T.CREATED, T.FAILED),
     (T.SUCCEEDED, T.REFUNDED),
+    (T.SUCCEEDED, T.DISPUTED),
 }
 
 
@@ -132,7 +136,7 @@ def test_a_matching_success_has_no_mismatch(trace: Trace, collect: Collect) -> N
     ("started_reference", "reported_reference", "captured", "mismatches"),
     [
         (None, "pi_1", Money(5000, "EUR"), {Mismatch.AMOUNT}),
-        (None, "pi_1", Money(5200, "USD"), {Mismatch.AMOUNT}),
+        (None, "pi_1", Money(5200, "USD"), {Mismatch.CURRENCY}),
         ("pi_1", "pi_2", AMOUNT, {Mismatch.PROVIDER_REFERENCE}),
         ("pi_1", "pi_2", Money(1, "EUR"), {Mismatch.AMOUNT, Mismatch.PROVIDER_REFERENCE}),
     ],
