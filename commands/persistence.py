@@ -3,22 +3,28 @@
 A command saved with ``idempotency=[IdempotencyRecord, ...]`` either appends its events *and* its
 keys, or nothing: a repeated key (even from a concurrent request) violates the key's primary key,
 which rolls the events back too. The stored result is looked up by key afterwards.
+
+Each events table also carries a tamper-evidence chain (`infra.audit.chain` has the details):
+a BEFORE INSERT trigger, in the inserting transaction, sets ``chain_hash`` = sha256(previous
+hash of the aggregate || canonical bytes of the row) and ``chain_prev`` = the position of the
+aggregate's previous event.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.persistence import IntegrityError, InternalError, StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder, POPOFactory
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composed, Identifier, Literal
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,7 @@ class IdempotentPostgresRecorder(PostgresApplicationRecorder, IdempotentRecorder
                 "recorded_at timestamptz NOT NULL DEFAULT now())"
             ).format(table=table)
         )
+        self._chain_statements = chain_statements(self.datastore.schema, self.events_table_name)
         self._insert_key = SQL(
             "INSERT INTO {table} (idempotency_key, fingerprint, aggregate_id, aggregate_version) "
             "VALUES (%s, %s, %s, %s)"
@@ -75,6 +82,25 @@ class IdempotentPostgresRecorder(PostgresApplicationRecorder, IdempotentRecorder
             "ON e.originator_id = k.aggregate_id AND e.originator_version = k.aggregate_version "
             "WHERE k.idempotency_key = %s"
         ).format(table=table, events=Identifier(self.datastore.schema, self.events_table_name))
+
+    def create_table(self) -> None:
+        """The library's tables, then the chain (in its own short transaction).
+
+        Every process that builds the applications runs this, and the library replaces its
+        insert function each time: two processes doing so at once make PostgreSQL refuse one
+        with "tuple concurrently updated". That is harmless (the other created everything), so
+        it is retried a few times, briefly."""
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                super().create_table()
+                with self.datastore.transaction(commit=True) as curs:
+                    for statement in self._chain_statements:
+                        curs.execute(statement, prepare=False)
+                return
+            except InternalError as exc:
+                if "concurrently updated" not in str(exc) or attempt == CREATE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     def _insert_events(
         self,
@@ -102,6 +128,70 @@ class IdempotentPostgresRecorder(PostgresApplicationRecorder, IdempotentRecorder
             version=row["aggregate_version"],
             position=row["notification_id"],
         )
+
+
+CHAIN_FUNCTION_SUFFIX = "_chain_v1"
+CREATE_ATTEMPTS = 5
+
+
+def chain_statements(schema: str, events_table: str) -> list[Composed]:
+    """The chain columns, the trigger function and the trigger, created only when missing.
+
+    A guarded DO block, because ALTER TABLE takes an ACCESS EXCLUSIVE lock even when the column
+    exists, and every process that builds the applications runs these statements. The canonical
+    bytes are those of `infra.audit.chain.link` (which verify recomputes in Python).
+    """
+    table = Identifier(schema, events_table)
+    function = Identifier(schema, events_table + CHAIN_FUNCTION_SUFFIX)
+    create_function = SQL(
+        "CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $chain$ "
+        "DECLARE prev_hash bytea := ''::bytea; prev_position bigint; "
+        "BEGIN "
+        "IF NEW.originator_version > 1 THEN "
+        "SELECT p.chain_hash, p.notification_id INTO prev_hash, prev_position FROM {table} p "
+        "WHERE p.originator_id = NEW.originator_id "
+        "AND p.originator_version = NEW.originator_version - 1; "
+        "END IF; "
+        "NEW.chain_prev := prev_position; "
+        "NEW.chain_hash := sha256(prev_hash || uuid_send(NEW.originator_id) "
+        "|| int8send(NEW.originator_version) || int8send(NEW.notification_id) "
+        "|| int8send(coalesce(prev_position, 0)) "
+        "|| int4send(octet_length(convert_to(coalesce(NEW.topic, ''), 'UTF8'))) "
+        "|| convert_to(coalesce(NEW.topic, ''), 'UTF8') || coalesce(NEW.state, ''::bytea)); "
+        "RETURN NEW; "
+        "END $chain$"
+    ).format(function=function, table=table)
+    guarded = SQL(
+        "DO $guard$ BEGIN "
+        "IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = {schema} "
+        "AND table_name = {name} AND column_name = 'chain_hash') THEN "
+        "SET LOCAL lock_timeout = '10s'; "
+        "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS chain_hash bytea, "
+        "ADD COLUMN IF NOT EXISTS chain_prev bigint; "
+        "END IF; "
+        "IF to_regprocedure({signature}) IS NULL THEN "
+        "EXECUTE {create_function}; "
+        "END IF; "
+        "IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = {regclass}::regclass "
+        "AND tgname = {trigger}) THEN "
+        "CREATE TRIGGER {trigger_id} BEFORE INSERT ON {table} "
+        "FOR EACH ROW EXECUTE FUNCTION {function}(); "
+        "END IF; "
+        "EXCEPTION WHEN duplicate_column OR duplicate_function OR duplicate_object "
+        "OR unique_violation THEN NULL; "
+        "END $guard$"
+    ).format(
+        schema=Literal(schema),
+        name=Literal(events_table),
+        table=table,
+        signature=Literal(f"{schema}.{events_table}{CHAIN_FUNCTION_SUFFIX}()"),
+        create_function=Literal(create_function.as_string(None)),
+        regclass=Literal(f"{schema}.{events_table}"),
+        trigger=Literal(f"{events_table}_chain"),
+        trigger_id=Identifier(f"{events_table}_chain"),
+        function=function,
+    )
+    return [guarded]
 
 
 class IdempotentPopoRecorder(POPOApplicationRecorder, IdempotentRecorder):
