@@ -11,10 +11,14 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
+from api.controllers.audit import AuditController
 from api.controllers.auth import AccountController, AuthController
 from api.controllers.catalog import FamilyController, IconController, IconSetController
 from api.controllers.commerce import CartController, FavouriteController, OrderController
+from api.controllers.downloads import DownloadController
 from api.controllers.me import MeController
+from api.controllers.media import IconMediaController, ImportController
+from api.controllers.payments import PaymentController, StripeWebhookController
 from api.errors import EXCEPTION_HANDLERS
 from api.health import HealthController, dependencies_for
 from api.middleware import request_id_middleware
@@ -69,9 +73,15 @@ def create_app(container: Container | None = None) -> Litestar:
             FamilyController,
             IconSetController,
             IconController,
+            DownloadController,
+            IconMediaController,
+            ImportController,
             CartController,
             OrderController,
             FavouriteController,
+            PaymentController,
+            StripeWebhookController,
+            AuditController,
         ],
         dependencies=dependencies_for(container, health_pool),
         middleware=[prometheus.middleware],

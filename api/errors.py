@@ -22,6 +22,12 @@ from commands.errors import (
     VersionConflict,
     WeakPassword,
 )
+from commands.payments.port import (
+    PaymentNotRefundable,
+    PaymentProviderRejected,
+    PaymentProviderUnavailable,
+    WebhookRejected,
+)
 from domain.errors import (
     DomainError,
     Forbidden,
@@ -31,6 +37,7 @@ from domain.errors import (
     NotFound,
 )
 from infra.logs import request_id_var
+from pipelines.errors import MediaRefused
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("iconmarket.api")
@@ -90,6 +97,9 @@ COMMAND_STATUS: dict[type[CommandError], int] = {
     WeakPassword: 422,
     AccessDenied: 403,
     Unauthenticated: 401,
+    PaymentProviderRejected: 502,
+    PaymentNotRefundable: 409,
+    WebhookRejected: 400,
 }
 
 
@@ -107,6 +117,10 @@ def _command(_request: Request[Any, Any, Any], exc: CommandError) -> Response[An
     return problem(status, exc.code, exc.message, headers=headers)
 
 
+def _media(_request: Request[Any, Any, Any], exc: MediaRefused) -> Response[Any]:
+    return problem(422, exc.code, exc.detail)
+
+
 def _stale(_request: Request[Any, Any, Any], exc: StaleRead) -> Response[Any]:
     return problem(
         503,
@@ -117,8 +131,17 @@ def _stale(_request: Request[Any, Any, Any], exc: StaleRead) -> Response[Any]:
     )
 
 
+def _provider_unavailable(
+    _request: Request[Any, Any, Any], exc: PaymentProviderUnavailable
+) -> Response[Any]:
+    retry_after = str(exc.retry_after_s)
+    return problem(503, exc.code, exc.message, headers={"Retry-After": retry_after})
+
+
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    PaymentProviderUnavailable: _provider_unavailable,
     StaleRead: _stale,
+    MediaRefused: _media,
     DomainError: _domain,
     CommandError: _command,
     ValidationException: _validation,

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ["roundtrip", "commands", "relay", "queries"]
+BENCHMARKS = ["roundtrip", "commands", "relay", "queries", "freshness", "media", "audit"]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -43,6 +43,15 @@ def _markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _kept(running: list[str]) -> list[dict[str, Any]]:
+    """Earlier results of the benchmarks not run now, so a partial run updates the report."""
+    path = RESULTS / "results.json"
+    if not path.exists():
+        return []
+    earlier: list[dict[str, Any]] = json.loads(path.read_text()).get("benchmarks", [])
+    return [b for b in earlier if b.get("module") in BENCHMARKS and b["module"] not in running]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"default: all of {BENCHMARKS}")
@@ -50,11 +59,13 @@ def main() -> int:
     unknown = sorted(set(args.names) - set(BENCHMARKS))
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; known: {BENCHMARKS}")
-    report: dict[str, Any] = {"machine": _machine(), "benchmarks": []}
-    for name in args.names or BENCHMARKS:
+    names = args.names or BENCHMARKS
+    report: dict[str, Any] = {"machine": _machine(), "benchmarks": _kept(names)}
+    for name in names:
         print(f"bench: {name} ...", file=sys.stderr)
         module = importlib.import_module(f"bench.{name}")
-        report["benchmarks"].append(module.run())
+        report["benchmarks"].append({"module": name, **module.run()})
+    report["benchmarks"].sort(key=lambda bench: BENCHMARKS.index(bench["module"]))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "results.json").write_text(json.dumps(report, indent=2) + "\n")
     (RESULTS / "summary.md").write_text(_markdown(report))

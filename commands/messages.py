@@ -153,10 +153,40 @@ class DerivativeItem:
 
 @dataclass(frozen=True, kw_only=True)
 class RecordDerivatives:
+    """Renderings of ``source_hash`` with their lineage (renderer version, parameters, preview)."""
+
     icon_id: UUID
     source_hash: str
     renderer_version: str
     items: tuple[DerivativeItem, ...]
+    parameters: tuple[tuple[str, int | str], ...] = ()
+    preview_key: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordDownload:
+    """A customer downloads ``format`` (at ``size`` px for raster formats) of an icon they may
+    download: a free one, or one they are entitled to (the SVG original needs an entitlement)."""
+
+    icon_id: UUID
+    format: str
+    size: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordIconSetPreview:
+    set_id: UUID
+    key: str
+    member_hash: str
+    icon_ids: tuple[UUID, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordFamilyPreview:
+    family_id: UUID
+    key: str
+    member_hash: str
+    icon_ids: tuple[UUID, ...]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -220,3 +250,78 @@ class AddFavourite:
 @dataclass(frozen=True, kw_only=True)
 class RemoveFavourite:
     icon_id: UUID
+
+
+# --- media ingestion (catalog)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportedIcon:
+    file: str
+    icon_id: UUID
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportRejection:
+    file: str
+    code: str
+    detail: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportImport:
+    """Record what a zip batch created in a set and what it refused, one reason per file."""
+
+    set_id: UUID
+    zip_hash: str
+    request_key: str
+    created: tuple[ImportedIcon, ...]
+    rejected: tuple[ImportRejection, ...]
+
+
+# --- payments (commerce)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StartPayment:
+    """Open the next payment attempt of an order (a free order is paid and fulfilled at once);
+    an attempt already in progress is returned again, nothing appended."""
+
+    order_id: UUID
+    provider: str = "stripe"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordPaymentIntent:
+    transaction_id: UUID
+    provider_reference: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SettlePayment:
+    """The provider captured ``captured`` for the transaction (found by id or intent)."""
+
+    transaction_id: UUID | None
+    provider_reference: str
+    captured: Money
+
+
+@dataclass(frozen=True, kw_only=True)
+class FailPayment:
+    transaction_id: UUID | None
+    provider_reference: str | None
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordRefund:
+    transaction_id: UUID | None
+    provider_reference: str | None
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordDispute:
+    transaction_id: UUID | None
+    provider_reference: str | None
+    reason: str

@@ -1,7 +1,8 @@
 """The access policy, in one place: ``decide(actor, action, resource)``.
 
 Order of the rules: DenyAll first → Admin/SuperAdmin → ownership (with the action's role) →
-default deny. Auditors hold one permission only: reading the history.
+default deny. Auditors hold one permission only: reading the history (`audit.read`, which
+administrators hold too; every other role is refused it).
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ class Action(StrEnum):
     ACCOUNT_CHANGE_ROLES = "account.change_roles"
     AUDIT_READ = "audit.read"
     MEDIA_RECORD = "media.record"
+    ICON_DOWNLOAD = "icon.download"
+    IMPORT_READ = "import.read"
+    ORDER_PAY = "order.pay"
+    ORDER_REFUND = "order.refund"
+    PAYMENT_RECORD = "payment.record"
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,7 @@ RULES: dict[Action, _Rule] = {
     Action.ICON_UPDATE: _Rule(_CONTRIBUTOR, owner_only=True),
     Action.ICON_PUBLISH: _Rule(_CONTRIBUTOR, owner_only=True),
     Action.ICON_RETIRE: _Rule(_CONTRIBUTOR, owner_only=True),
+    Action.IMPORT_READ: _Rule(_CONTRIBUTOR, owner_only=True),
     Action.CART_CREATE: _Rule(_CUSTOMER, owner_only=False),
     Action.CART_MODIFY: _Rule(_CUSTOMER, owner_only=True),
     Action.CART_CHECKOUT: _Rule(_CUSTOMER, owner_only=True),
@@ -84,7 +91,13 @@ RULES: dict[Action, _Rule] = {
     Action.AUDIT_READ: _Rule(frozenset({"auditor"}), owner_only=False),
     # Rendering results are recorded by the media workers, which act as the "service" role.
     Action.MEDIA_RECORD: _Rule(frozenset({"service"}), owner_only=False),
+    # A download is recorded in the customer's own library.
+    Action.ICON_DOWNLOAD: _Rule(_CUSTOMER, owner_only=True),
+    Action.ORDER_PAY: _Rule(_CUSTOMER, owner_only=True),
+    # Provider outcomes (webhooks, reconciliation) are recorded by the "service" role.
+    Action.PAYMENT_RECORD: _Rule(frozenset({"service"}), owner_only=False),
     # ACCOUNT_CHANGE_ROLES has no rule: only the admin step allows it.
+    # ORDER_REFUND has no rule either: refunds are for administrators.
 }
 
 

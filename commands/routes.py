@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from commands import messages as m
 from commands.bus import Route
-from commands.handlers import catalog, commerce, identity
+from commands.handlers import catalog, commerce, downloads, identity, media_ingest, payments
 
 ROUTES: dict[type, Route] = {
     m.RegisterAccount: Route("identity", identity.register_account),
@@ -24,9 +24,13 @@ ROUTES: dict[type, Route] = {
     m.RecordOriginal: Route("catalog", catalog.record_original),
     m.ReviseSvg: Route("catalog", catalog.revise_svg),
     m.RecordDerivatives: Route("catalog", catalog.record_derivatives),
+    m.RecordIconSetPreview: Route("catalog", catalog.record_icon_set_preview),
+    m.RecordFamilyPreview: Route("catalog", catalog.record_family_preview),
+    m.RecordDownload: Route("commerce", downloads.record_download),
     m.PublishIcon: Route("catalog", catalog.publish_icon),
     m.UnpublishIcon: Route("catalog", catalog.unpublish_icon),
     m.RetireIcon: Route("catalog", catalog.retire_icon),
+    m.ReportImport: Route("catalog", media_ingest.report_import),
     m.OpenCart: Route("commerce", commerce.open_cart),
     m.AddToCart: Route("commerce", commerce.add_to_cart),
     m.RemoveFromCart: Route("commerce", commerce.remove_from_cart),
@@ -35,4 +39,10 @@ ROUTES: dict[type, Route] = {
     m.CancelOrder: Route("commerce", commerce.cancel_order),
     m.AddFavourite: Route("commerce", commerce.add_favourite),
     m.RemoveFavourite: Route("commerce", commerce.remove_favourite),
+    m.StartPayment: Route("commerce", payments.start_payment),
+    m.RecordPaymentIntent: Route("commerce", payments.record_payment_intent),
+    m.SettlePayment: Route("commerce", payments.settle_payment),
+    m.FailPayment: Route("commerce", payments.fail_payment),
+    m.RecordRefund: Route("commerce", payments.record_refund),
+    m.RecordDispute: Route("commerce", payments.record_dispute),
 }

@@ -31,6 +31,8 @@ class ErrorCode(StrEnum):
     SVG_UNCHANGED = "svg_unchanged"
     STALE_DERIVATIVES = "stale_derivatives"
     DERIVATIVES_EMPTY = "derivatives_empty"
+    INVALID_PREVIEW = "invalid_preview"
+    FORMAT_UNAVAILABLE = "format_unavailable"
     CART_CLOSED = "cart_closed"
     CART_EMPTY = "cart_empty"
     ALREADY_IN_CART = "already_in_cart"

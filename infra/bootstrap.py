@@ -19,6 +19,12 @@ if TYPE_CHECKING:
     from api.auth import TokenService
     from commands.applications import Applications
     from commands.bus import CommandBus
+    from commands.payments.port import PaymentProvider
+    from commands.payments.service import PaymentService
+    from infra.audit.access import AuditApplication
+    from pipelines.import_batch import ZipImporter
+    from pipelines.object_store import S3ObjectStore
+    from pipelines.svg_ingest import SvgIngestion
 
 
 class Container:
@@ -105,6 +111,52 @@ class Container:
         )
 
     @cached_property
+    def private_store(self) -> S3ObjectStore:
+        """The private bucket: originals, upload staging (``incoming/``) and paid derivatives."""
+        from pipelines.object_store import S3ObjectStore
+
+        return S3ObjectStore(self.s3, self.settings.s3_bucket_private)
+
+    @cached_property
+    def public_store(self) -> S3ObjectStore:
+        """The public bucket: watermarked previews."""
+        from pipelines.object_store import S3ObjectStore
+
+        return S3ObjectStore(self.s3, self.settings.s3_bucket_public)
+
+    @cached_property
+    def svg_ingestion(self) -> SvgIngestion:
+        """Sanitise-and-store of SVG uploads into the private bucket, recorded by command."""
+        from pipelines.svg_ingest import SvgIngestion
+        from pipelines.svg_policy import SvgLimits
+
+        s = self.settings
+        limits = SvgLimits(
+            max_bytes=s.svg_max_bytes,
+            max_elements=s.svg_max_elements,
+            max_depth=s.svg_max_depth,
+            max_dimension=s.svg_max_dimension,
+        )
+        return SvgIngestion(
+            self.applications, self.bus, self.private_store, limits, s.upload_url_ttl_s
+        )
+
+    @cached_property
+    def zip_importer(self) -> ZipImporter:
+        """Zip batch imports into a set, through `svg_ingestion`."""
+        from pipelines.import_batch import ZipImporter
+        from pipelines.zip_import import ZipLimits
+
+        s = self.settings
+        limits = ZipLimits(
+            max_bytes=s.zip_max_bytes,
+            max_entries=s.zip_max_entries,
+            max_uncompressed_bytes=s.zip_max_uncompressed_bytes,
+            max_ratio=s.zip_max_ratio,
+        )
+        return ZipImporter(self.svg_ingestion, limits)
+
+    @cached_property
     def stripe(self) -> stripe.StripeClient:
         import stripe as stripe_lib
 
@@ -122,6 +174,28 @@ class Container:
         if store not in {"postgres", "memory"}:
             raise ValueError(f"ICONMARKET_EVENT_STORE must be postgres or memory, not {store!r}")
         return build_applications(self.settings if store == "postgres" else None)
+
+    @cached_property
+    def audit_application(self) -> AuditApplication:
+        """The log of audit reads (``audit_events``), on the same store as the applications."""
+        from infra.audit.access import build_audit_application
+
+        store = self.settings.event_store
+        return build_audit_application(self.settings if store == "postgres" else None)
+
+    @cached_property
+    def payment_provider(self) -> PaymentProvider:
+        """Stripe (stripe-mock locally) behind the payment-provider port, with its breaker."""
+        from infra.stripe_provider import build_stripe_provider
+
+        return build_stripe_provider(self.settings)
+
+    @cached_property
+    def payments(self) -> PaymentService:
+        """Paying and refunding orders through the bus and the payment provider."""
+        from commands.payments.service import PaymentService
+
+        return PaymentService(self.bus, self.payment_provider)
 
     @cached_property
     def bus(self) -> CommandBus:
@@ -155,19 +229,28 @@ class Container:
             getattr(self, name)
 
     def close(self) -> None:
+        self.__dict__.pop("zip_importer", None)
+        self.__dict__.pop("svg_ingestion", None)
         bus = self.__dict__.pop("bus", None)
         if bus is not None:
             bus.close()
         apps = self.__dict__.pop("applications", None)
         if apps is not None:
             apps.close()
+        audit = self.__dict__.pop("audit_application", None)
+        if audit is not None:
+            audit.close()
         for name in ("postgres_pool", "redis"):
             client = self.__dict__.pop(name, None)
             if client is not None:
                 client.close()
         self.__dict__.pop("opensearch", None)
         self.__dict__.pop("s3", None)
+        self.__dict__.pop("private_store", None)
+        self.__dict__.pop("public_store", None)
         self.__dict__.pop("stripe", None)
+        self.__dict__.pop("payments", None)
+        self.__dict__.pop("payment_provider", None)
 
 
 def bootstrap(settings: Settings | None = None) -> Container:

@@ -53,8 +53,20 @@ def ensure_catalog_index(container: Container, report: Report) -> None:
         report(f"opensearch: created {ensure_live_index(container.opensearch, CATALOG_ALIAS)}")
 
 
+def ensure_audit_chain(container: Container, report: Report) -> None:
+    """The audit-read log's table, the checkpoints table, and a hash for every event written
+    before the tamper-evidence chain existed (see docs/audit.md)."""
+    if container.settings.event_store != "postgres":
+        return
+    from infra.audit.chain import seal_all
+
+    logs = [*container.applications.all(), container.audit_application]
+    seal_all(container.settings.postgres_dsn, [app.context for app in logs], report)
+
+
 def provision(container: Container, report: Report) -> None:
     ensure_event_store(container, report)
+    ensure_audit_chain(container, report)
     ensure_topics(container, report)
     ensure_buckets(container, report)
     ensure_catalog_index(container, report)

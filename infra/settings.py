@@ -133,6 +133,46 @@ class Settings:
     s3_console_port: int = _setting(
         19001, "Port of the object server's web console (local stack only).", group="s3"
     )
+    download_url_ttl_s: int = _setting(
+        300,
+        "Lifetime of a presigned download URL (the 302 target of /v1/icons/{id}/download), in "
+        "seconds.",
+        group="s3",
+    )
+
+    svg_max_bytes: int = _setting(
+        524_288, "Largest SVG upload accepted, in bytes (svg_too_large above).", group="ingest"
+    )
+    svg_max_elements: int = _setting(
+        10_000,
+        "Most elements an SVG may hold, counting <use> expansions (svg_too_many_elements).",
+        group="ingest",
+    )
+    svg_max_depth: int = _setting(
+        48, "Deepest element nesting an SVG may have (svg_too_deep).", group="ingest"
+    )
+    svg_max_dimension: int = _setting(
+        4096,
+        "Largest declared width, height or viewBox side of an SVG, in px (svg_dimensions).",
+        group="ingest",
+    )
+    upload_url_ttl_s: int = _setting(
+        900, "Lifetime of a presigned SVG upload URL in seconds.", group="ingest"
+    )
+    zip_max_bytes: int = _setting(
+        33_554_432, "Largest zip batch accepted, in bytes (zip_too_large).", group="ingest"
+    )
+    zip_max_entries: int = _setting(
+        500, "Most entries a zip batch may hold (zip_too_many_entries).", group="ingest"
+    )
+    zip_max_uncompressed_bytes: int = _setting(
+        67_108_864,
+        "Most bytes a zip batch may expand to, declared and counted while reading (zip_bomb).",
+        group="ingest",
+    )
+    zip_max_ratio: int = _setting(
+        100, "Highest compression ratio of any zip entry (zip_bomb).", group="ingest"
+    )
 
     stripe_api_base: str = _setting(
         "http://127.0.0.1:12111",
@@ -147,6 +187,39 @@ class Settings:
         "whsec_test_iconmarket",
         "Stripe webhook endpoint signing secret.",
         secret=True,
+        group="stripe",
+    )
+    stripe_webhook_tolerance_s: int = _setting(
+        300,
+        "Seconds a signed webhook stays acceptable; an older signature timestamp is refused.",
+        group="stripe",
+    )
+    stripe_timeout_s: float = _setting(
+        10.0, "Seconds one Stripe HTTP request may take before it is retried.", group="stripe"
+    )
+    stripe_max_retries: int = _setting(
+        2,
+        "Retries of a failed Stripe request (network errors, 409, 5xx), with the same "
+        "idempotency key.",
+        group="stripe",
+    )
+    stripe_breaker_failures: int = _setting(
+        5,
+        "Consecutive Stripe outages that open the circuit breaker (calls then fail fast with 503).",
+        group="stripe",
+    )
+    stripe_breaker_cooldown_s: float = _setting(
+        30.0, "Seconds the open breaker waits before one trial call to Stripe.", group="stripe"
+    )
+    payment_pending_timeout_s: int = _setting(
+        1800,
+        "Seconds a payment attempt may stay pending before reconciliation asks Stripe about it "
+        "(and cancels an abandoned intent).",
+        group="stripe",
+    )
+    payment_reconcile_interval_s: float = _setting(
+        60.0,
+        "Seconds between two reconciliation passes of `iconmarket run`'s payments process.",
         group="stripe",
     )
 

@@ -22,11 +22,12 @@ from domain.account import Account
 from domain.cart import Cart
 from domain.family import Family
 from domain.icon import Icon
+from domain.icon_import import IconImport
 from domain.icon_set import IconSet
 from domain.library import Library
 from domain.order import Order
 from domain.traced_aggregate import TracedAggregate
-from domain.transaction import Transaction
+from domain.transaction import PaymentIntentLink, Transaction
 from stream.envelope import ENVELOPE_VERSION, REDACTED, TRACE_FIELDS
 from stream.topics import CONTEXTS, topic_for
 
@@ -34,8 +35,8 @@ JsonSchema = dict[str, Any]
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 AGGREGATES: Mapping[str, tuple[type[TracedAggregate], ...]] = {
-    "catalog": (Family, IconSet, Icon),
-    "commerce": (Cart, Order, Transaction, Library),
+    "catalog": (Family, IconSet, Icon, IconImport),
+    "commerce": (Cart, Order, Transaction, PaymentIntentLink, Library),
     "identity": (Account,),
 }
 

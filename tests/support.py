@@ -218,3 +218,25 @@ def wait_for_topic_leaders(
         raise AssertionError(f"topic {topic} has no leader for every partition after {timeout_s}s")
     finally:
         probe.close()
+
+
+def object_keys(s3: Any, bucket: str, prefix: str = "") -> set[str]:
+    """Every key in ``bucket`` under ``prefix`` (all pages)."""
+    keys: set[str] = set()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys.update(item["Key"] for item in page.get("Contents", []))
+    return keys
+
+
+def create_scratch_bucket(s3: Any, prefix: str = "iconmarket-test") -> str:
+    """A new, empty bucket of this test's own: "nothing stored" checks on it are exact."""
+    bucket = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    return bucket
+
+
+def drop_scratch_bucket(s3: Any, bucket: str) -> None:
+    """Empty and delete a bucket made by `create_scratch_bucket`."""
+    for key in object_keys(s3, bucket):
+        s3.delete_object(Bucket=bucket, Key=key)
+    s3.delete_bucket(Bucket=bucket)

@@ -7,8 +7,11 @@ import sys
 from collections.abc import Sequence
 
 from infra.cli import (
+    audit_cmd,
     config_cmd,
     dlq_cmd,
+    media_cmd,
+    payments_cmd,
     project_cmd,
     relay_cmd,
     run_cmd,
@@ -34,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     stream_cmd.register(commands)
     dlq_cmd.register(commands)
     project_cmd.register(commands)
+    payments_cmd.register(commands)
+    audit_cmd.register(commands)
+    media_cmd.register(commands)
     return parser
 
 

@@ -18,6 +18,7 @@ GROUP_TITLES = {
     "kafka": "Kafka (event stream)",
     "opensearch": "OpenSearch (catalog search)",
     "s3": "S3-compatible object store (media)",
+    "ingest": "Media ingestion (SVG uploads and zip imports)",
     "stripe": "Stripe (payments)",
     "stack": "Local service stack",
 }

@@ -120,6 +120,8 @@ def processes(settings: Settings) -> dict[str, list[str]]:
         "api": [sys.executable, "-m", "infra.cli", "api"],
         "relay": [sys.executable, "-m", "infra.cli", "relay"],
         "projections": [sys.executable, "-m", "infra.cli", "project", "run"],
+        "payments": [sys.executable, "-m", "infra.cli", "payments", "reconcile", "--loop"],
+        "media": [sys.executable, "-m", "infra.cli", "media", "work"],
     }
 
 

@@ -30,7 +30,7 @@ from domain.money import Money
 from domain.order import Order, OrderLine
 from domain.products import Licence, ProductKind, ProductRef
 from domain.traced_aggregate import TracedAggregate
-from domain.transaction import Transaction
+from domain.transaction import PaymentIntentLink, Transaction
 from infra.cli import main, schema_cmd
 from infra.cli.schema_cmd import EVENTS_DIR, SCHEMAS_DIR, Drift, drift, export
 from infra.settings import REPO_ROOT
@@ -44,7 +44,7 @@ from stream.schemas import (
     event_types_by_context,
     type_schema,
 )
-from tests.support import Catalog, ctx, published_catalog
+from tests.support import SERVICE, Catalog, ctx, published_catalog
 
 TYPES = {event_type.name: event_type for event_type in event_types()}
 SCHEMAS = {name: event_schema(event_type) for name, event_type in TYPES.items()}
@@ -69,6 +69,7 @@ def test_every_event_type_of_every_aggregate_is_discovered() -> None:
         "catalog": [
             "Family.Created",
             "Family.DetailsUpdated",
+            "Family.PreviewRecorded",
             "Family.Published",
             "Family.Unpublished",
             "Icon.Created",
@@ -81,8 +82,10 @@ def test_every_event_type_of_every_aggregate_is_discovered() -> None:
             "Icon.Retired",
             "Icon.SvgRevised",
             "Icon.Unpublished",
+            "IconImport.ImportReported",
             "IconSet.BundlePriceChanged",
             "IconSet.Created",
+            "IconSet.PreviewRecorded",
             "IconSet.Published",
             "IconSet.Renamed",
             "IconSet.StyleChanged",
@@ -107,14 +110,18 @@ def test_every_event_type_of_every_aggregate_is_discovered() -> None:
             "Order.PaymentStarted",
             "Order.Placed",
             "Order.Refunded",
+            "PaymentIntentLink.Linked",
+            "Transaction.AlertRaised",
+            "Transaction.Disputed",
             "Transaction.Failed",
+            "Transaction.IntentCreated",
             "Transaction.Refunded",
             "Transaction.Started",
             "Transaction.Succeeded",
         ],
         "identity": ["Account.PasswordChanged", "Account.Registered", "Account.RolesChanged"],
     }
-    assert len(TYPES) == 45
+    assert len(TYPES) == 52
 
 
 def test_the_checked_in_contract_files_are_current(capsys: pytest.CaptureFixture[str]) -> None:
@@ -128,7 +135,7 @@ def test_check_lists_stale_missing_and_extra_files_and_export_repairs_them(
 ) -> None:
     written = export(tmp_path)
     assert written.missing == sorted(schema_cmd.generated_files())
-    assert len(written.missing) == 47
+    assert len(written.missing) == 54
     (tmp_path / SCHEMAS_DIR / "Icon.Published.json").write_text("{}\n")
     (tmp_path / EVENTS_DIR / "envelope.json").unlink()
     (tmp_path / SCHEMAS_DIR / "Icon.Deleted.json").write_text("{}\n")
@@ -149,7 +156,7 @@ def test_check_lists_stale_missing_and_extra_files_and_export_repairs_them(
         "wrote docs/events/schemas/Icon.Published.json",
         "wrote docs/events/envelope.json",
         "deleted docs/events/schemas/Icon.Deleted.json",
-        "45 event types; docs/events is current",
+        "52 event types; docs/events is current",
     ]
     assert drift(tmp_path).current
     assert not (tmp_path / SCHEMAS_DIR / "Icon.Deleted.json").exists()
@@ -212,6 +219,19 @@ def _drive_commands(bus: CommandBus) -> tuple[Catalog, UUID]:
     )
     bus.execute(m.ChangeIconLicence(icon_id=icon_id, licence="extended"), carol)
     _shop(bus, catalog)
+    preview = {"key": "previews/p.png", "member_hash": "h1", "icon_ids": (icon_id,)}
+    bus.execute(m.RecordIconSetPreview(set_id=catalog.set_id, **preview), SERVICE)
+    bus.execute(m.RecordFamilyPreview(family_id=catalog.family_id, **preview), SERVICE)
+    bus.execute(
+        m.ReportImport(
+            set_id=catalog.set_id,
+            zip_hash="zip-sha256",
+            request_key="",
+            created=(m.ImportedIcon(file="up.svg", icon_id=icon_id),),
+            rejected=(m.ImportRejection(file="x.svg", code="svg_script", detail="<script>"),),
+        ),
+        carol,
+    )
     bus.execute(
         m.ReviseSvg(
             icon_id=icon_id,
@@ -307,7 +327,16 @@ def _paid_and_refunded(catalog: Catalog) -> list[TracedAggregate]:
         **trace,
     )
     free.mark_paid(transaction_id=None, **trace)
-    return [order, declined, paid, library, free]
+    mismatched = Transaction.start(
+        order_id=uuid.uuid4(), attempt=1, amount=Money(100, "USD"), provider="stripe", **trace
+    )
+    mismatched.record_intent(provider_reference="pi_3", **trace)
+    link = PaymentIntentLink.link(
+        provider="stripe", provider_reference="pi_3", transaction_id=mismatched.id, **trace
+    )
+    mismatched.succeed(provider_reference="pi_3", captured=Money(90, "USD"), **trace)
+    mismatched.dispute(reason="fraudulent", **trace)
+    return [order, declined, paid, library, free, mismatched, link]
 
 
 @pytest.fixture
@@ -352,7 +381,7 @@ def test_every_event_type_is_produced_and_validates_against_its_schema(
         assert encode(decode(payload)) == payload
     covered = Counter(envelope.type for envelope in envelopes)
     assert set(covered) == set(TYPES)
-    assert len(covered) == len(TYPES) == 45
+    assert len(covered) == len(TYPES) == 52
     assert (covered["Icon.DerivativesRecorded"], covered["Order.PaymentStarted"]) == (1, 2)
 
 
