@@ -6,13 +6,13 @@ from uuid import UUID
 
 from eventsourcing.domain import event
 
-from domain.icon_set import PreviewState, check_preview
+from domain.preview import Previewed, PreviewState
 from domain.publication import PublicationStatus, check_publication_transition
 from domain.text import clean_labels, clean_name
 from domain.traced_aggregate import TracedAggregate
 
 
-class Family(TracedAggregate):
+class Family(Previewed, TracedAggregate):
     class Created(TracedAggregate.Created):
         owner_id: str
         name: str
@@ -121,29 +121,6 @@ class Family(TracedAggregate):
             description=description.strip(),
             categories=clean_labels(categories),
             tags=clean_labels(tags),
-            actor=actor,
-            correlation_id=correlation_id,
-        )
-
-    @property
-    def preview_key(self) -> str | None:
-        return None if self._preview is None else self._preview["key"]
-
-    @property
-    def preview_members(self) -> tuple[UUID, ...]:
-        return () if self._preview is None else tuple(self._preview["icon_ids"])
-
-    def record_preview(
-        self, *, key: str, member_hash: str, icon_ids: list[UUID], actor: str, correlation_id: str
-    ) -> None:
-        """Records a composed preview; the same members recorded again record nothing."""
-        check_preview(key, member_hash, icon_ids)
-        if self._preview is not None and self._preview["member_hash"] == member_hash:
-            return
-        self._preview_recorded(
-            key=key,
-            member_hash=member_hash,
-            icon_ids=list(icon_ids),
             actor=actor,
             correlation_id=correlation_id,
         )

@@ -1,14 +1,14 @@
 """The IconSet aggregate: icons of one family drawn in one style, optionally sold as a bundle."""
 
 from enum import StrEnum
-from typing import Self, TypedDict
+from typing import Self
 from uuid import UUID
 
 from eventsourcing.domain import event
 
 from domain.choices import parse_choice
-from domain.errors import ErrorCode, InvalidValue
 from domain.money import Money, MoneyData
+from domain.preview import Previewed, PreviewState
 from domain.publication import PublicationStatus, check_publication_transition
 from domain.text import clean_name
 from domain.traced_aggregate import TracedAggregate
@@ -23,7 +23,7 @@ class IconStyle(StrEnum):
     GLYPH = "glyph"
 
 
-class IconSet(TracedAggregate):
+class IconSet(Previewed, TracedAggregate):
     class Created(TracedAggregate.Created):
         family_id: UUID
         owner_id: str
@@ -120,29 +120,6 @@ class IconSet(TracedAggregate):
     def status(self) -> PublicationStatus:
         return PublicationStatus(self._status)
 
-    @property
-    def preview_key(self) -> str | None:
-        return None if self._preview is None else self._preview["key"]
-
-    @property
-    def preview_members(self) -> tuple[UUID, ...]:
-        return () if self._preview is None else tuple(self._preview["icon_ids"])
-
-    def record_preview(
-        self, *, key: str, member_hash: str, icon_ids: list[UUID], actor: str, correlation_id: str
-    ) -> None:
-        """Records a composed preview; the same members recorded again record nothing."""
-        check_preview(key, member_hash, icon_ids)
-        if self._preview is not None and self._preview["member_hash"] == member_hash:
-            return
-        self._preview_recorded(
-            key=key,
-            member_hash=member_hash,
-            icon_ids=list(icon_ids),
-            actor=actor,
-            correlation_id=correlation_id,
-        )
-
     def rename(self, *, name: str, actor: str, correlation_id: str) -> None:
         self._renamed(name=clean_name(name), actor=actor, correlation_id=correlation_id)
 
@@ -197,21 +174,6 @@ class IconSet(TracedAggregate):
         self, *, key: str, member_hash: str, icon_ids: list[UUID], actor: str, correlation_id: str
     ) -> None:
         self._preview = {"key": key, "member_hash": member_hash, "icon_ids": list(icon_ids)}
-
-
-class PreviewState(TypedDict):
-    """A recorded grid preview, as held in set and family state."""
-
-    key: str
-    member_hash: str
-    icon_ids: list[UUID]
-
-
-def check_preview(key: str, member_hash: str, icon_ids: list[UUID]) -> None:
-    if not key or not member_hash or not icon_ids:
-        raise InvalidValue(
-            ErrorCode.INVALID_PREVIEW, "a preview needs a key, a member hash and its icons"
-        )
 
 
 def _money_data(money: Money | None) -> MoneyData | None:
