@@ -54,6 +54,11 @@ class IconSet(Previewed, TracedAggregate):
         member_hash: str
         icon_ids: list[UUID]
 
+    class IconAdded(TracedAggregate.Event):
+        """Icon ``icon_id`` was created in this set (an icon never moves to another set)."""
+
+        icon_id: UUID
+
     @classmethod
     def create(
         cls,
@@ -95,6 +100,7 @@ class IconSet(Previewed, TracedAggregate):
         self._bundle_price = bundle_price
         self._status = PublicationStatus.DRAFT.value
         self._preview: PreviewState | None = None
+        self._member_icon_ids: list[UUID] = []
 
     @property
     def family_id(self) -> UUID:
@@ -119,6 +125,17 @@ class IconSet(Previewed, TracedAggregate):
     @property
     def status(self) -> PublicationStatus:
         return PublicationStatus(self._status)
+
+    @property
+    def member_icon_ids(self) -> tuple[UUID, ...]:
+        """Every icon created in the set, in creation order, whatever its status."""
+        return tuple(self._member_icon_ids)
+
+    def add_icon(self, *, icon_id: UUID, actor: str, correlation_id: str) -> None:
+        """Records a new icon of the set; a member added again records nothing."""
+        if icon_id in self._member_icon_ids:
+            return
+        self._icon_added(icon_id=icon_id, actor=actor, correlation_id=correlation_id)
 
     def rename(self, *, name: str, actor: str, correlation_id: str) -> None:
         self._renamed(name=clean_name(name), actor=actor, correlation_id=correlation_id)
@@ -168,6 +185,10 @@ class IconSet(Previewed, TracedAggregate):
     @event(Unpublished)
     def _unpublished(self, *, actor: str, correlation_id: str) -> None:
         self._status = PublicationStatus.UNPUBLISHED.value
+
+    @event(IconAdded)
+    def _icon_added(self, *, icon_id: UUID, actor: str, correlation_id: str) -> None:
+        self._member_icon_ids.append(icon_id)
 
     @event(PreviewRecorded)
     def _preview_recorded(

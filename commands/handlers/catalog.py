@@ -121,7 +121,9 @@ def unpublish_icon_set(cmd: m.UnpublishIconSet, uow: UnitOfWork, ctx: CommandCon
 
 
 def create_icon(cmd: m.CreateIcon, uow: UnitOfWork, ctx: CommandContext) -> UUID:
-    icon_set = uow.read(uow.app, IconSet, cmd.set_id)
+    """Creates the icon and records it as a member of its set, in one save: the set's members
+    are what a bundle grants."""
+    icon_set = uow.get(IconSet, cmd.set_id)
     authorize(ctx, Action.ICON_CREATE, "set", icon_set.owner_id)
     icon = Icon.create(
         set_id=icon_set.id,
@@ -134,6 +136,7 @@ def create_icon(cmd: m.CreateIcon, uow: UnitOfWork, ctx: CommandContext) -> UUID
         licence=parse_choice(Licence, cmd.licence),
         **trace(ctx),
     )
+    icon_set.add_icon(icon_id=icon.id, **trace(ctx))
     return uow.add(icon).id
 
 

@@ -13,13 +13,13 @@ from uuid import UUID
 from commands import messages as m
 from commands.errors import AggregateNotFound
 from commands.handlers.common import authorize, trace
+from commands.handlers.grants import icons_to_grant
 from commands.policy import Action
 from commands.results import CommandContext
 from commands.unit_of_work import UnitOfWork
 from domain.library import Library
 from domain.money import Money
 from domain.order import Order, OrderStatus
-from domain.products import ProductKind
 from domain.transaction import PaymentIntentLink, Transaction, TransactionStatus
 
 DEFAULT_PROVIDER = "stripe"
@@ -144,14 +144,10 @@ def _reverse_order(
 
 
 def _grant(uow: UnitOfWork, order: Order, ctx: CommandContext) -> None:
-    """Grants the icons of a paid order and fulfils it. Bundle (set) lines grant nothing here
-    (the write side has no set → icons index yet), so an order with one stays ``paid``, not
-    fulfilled (see docs/payments.md)."""
-    icons = {
-        line.product.id: line.icon_version
-        for line in order.lines
-        if line.product.kind is ProductKind.ICON and line.icon_version is not None
-    }
+    """Grants what a paid order bought (icon lines and the sellable icons of its set lines,
+    see ``icons_to_grant``) and fulfils it. An order whose sets have no sellable icon left
+    grants what exists, possibly nothing, and is fulfilled all the same (docs/payments.md)."""
+    icons = icons_to_grant(uow, order)
     if icons:
         library_id = Library.create_id(order.customer_id)
         if uow.exists(library_id):
@@ -159,8 +155,7 @@ def _grant(uow: UnitOfWork, order: Order, ctx: CommandContext) -> None:
         else:
             library = uow.add(Library.open(customer_id=order.customer_id, **trace(ctx)))
         library.grant(order_id=order.id, icons=icons, **trace(ctx))
-    if all(line.product.kind is ProductKind.ICON for line in order.lines):
-        order.fulfil(**trace(ctx))
+    order.fulfil(**trace(ctx))
 
 
 def _link(

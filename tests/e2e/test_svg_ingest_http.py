@@ -104,6 +104,7 @@ def test_uploads_and_a_zip_batch_through_the_running_server(
         [
             *("Family.Created", "IconSet.Created", "Icon.Created", "Icon.OriginalRecorded"),
             *("Icon.SvgRevised", "Icon.Created", "Icon.OriginalRecorded"),
+            *("IconSet.IconAdded", "IconSet.IconAdded"),
             "IconImport.ImportReported",
         ]
     )

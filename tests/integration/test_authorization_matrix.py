@@ -313,7 +313,7 @@ def _create_icon(w: World, owner: str) -> Call:
     return Call(
         "POST",
         f"/v1/sets/{set_id}/icons",
-        (("catalog", "Icon.Created", NEW, 1),),
+        (("catalog", "IconSet.IconAdded", set_id, 2), ("catalog", "Icon.Created", NEW, 1)),
         status=201,
         body={"name": "sun", "price": {"amount_minor": 250, "currency": "USD"}},
         involved=(set_id,),

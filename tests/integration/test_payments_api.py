@@ -26,6 +26,7 @@ from commands import messages as m
 from commands.payments.reconcile import PendingTransactions, reconcile
 from commands.policy import Actor
 from commands.unit_of_work import UnitOfWork
+from domain.icon_set import IconSet
 from domain.library import Library
 from domain.order import Order, OrderStatus
 from domain.transaction import Transaction, TransactionStatus
@@ -33,7 +34,14 @@ from infra.bootstrap import Container, bootstrap
 from infra.settings import Settings
 from infra.stripe_provider import build_stripe_provider
 from tests.contract.test_payment_provider import RecordingClient
-from tests.support import appended_since, ctx, log_heads, published_catalog
+from tests.support import (
+    SERVICE,
+    appended_since,
+    ctx,
+    log_heads,
+    published_catalog,
+    record_media,
+)
 
 Client = TestClient[Litestar]
 
@@ -517,3 +525,99 @@ def test_a_signed_body_that_is_not_an_event_is_400(client: Client, settings: Set
     assert ignored.status_code == 200
     assert ignored.json()["outcome"] == "ignored"
     assert ignored.json()["position"] is None
+
+
+def _revise_and_render(container: Container, icon_id: UUID, owner: str) -> None:
+    """A second SVG revision of a published icon, rendered again, so it sells at version 2."""
+    content_hash = f"sha256-{uuid.uuid4().hex}"
+    original = m.SvgOriginal(
+        key=f"originals/{content_hash}.svg",
+        content_hash=content_hash,
+        size_bytes=321,
+        width=24,
+        height=24,
+    )
+    container.bus.execute(
+        m.ReviseSvg(icon_id=icon_id, original=original), ctx(owner, "contributor")
+    )
+    item = m.DerivativeItem(kind="png", size=64, key=f"d/{content_hash}/png-64.png", size_bytes=9)
+    container.bus.execute(
+        m.RecordDerivatives(
+            icon_id=icon_id, source_hash=content_hash, renderer_version="r1", items=(item,)
+        ),
+        SERVICE,
+    )
+
+
+def test_a_paid_bundle_grants_its_published_icons_and_a_refund_revokes_them(
+    client: Client, app_container: Container, settings: Settings
+) -> None:
+    apps = app_container.applications
+    owner = f"pay-bundle-{uuid.uuid4().hex[:6]}"
+    catalog = published_catalog(app_container.bus, owner, prices=(500, 250), bundle=900)
+    first, second = catalog.icon_ids
+    _revise_and_render(app_container, second, owner)
+    heads = log_heads(apps)
+    draft_ctx = ctx(owner, "contributor")
+    create = m.CreateIcon(
+        set_id=catalog.set_id, name="arrow draft", price=m.Money(amount_minor=300, currency="USD")
+    )
+    draft = app_container.bus.execute(create, draft_ctx).aggregate_id
+    added = appended_since(apps, heads, draft_ctx.correlation_id)
+    assert [(e.name, e.originator_id) for e in added] == [
+        ("IconSet.IconAdded", catalog.set_id),
+        ("Icon.Created", draft),
+    ]
+    assert added[1].position == added[0].position + 1  # one save, one store transaction
+    record_media(app_container.bus, draft, draft_ctx)  # publishable, but never published
+    icon_set = UnitOfWork.read(apps.catalog, IconSet, catalog.set_id)
+    assert icon_set.member_icon_ids == (first, second, draft)
+
+    customer = f"pay-cust-{uuid.uuid4().hex[:6]}"
+    who = ctx(customer, "customer")
+    cart_id = app_container.bus.execute(m.OpenCart(currency="USD"), who).aggregate_id
+    app_container.bus.execute(
+        m.AddToCart(cart_id=cart_id, product_kind="set", product_id=catalog.set_id), who
+    )
+    order_id = app_container.bus.execute(m.CheckOut(cart_id=cart_id), who).aggregate_id
+    response = client.post(
+        f"/v1/orders/{order_id}/payments", headers=_auth(app_container, customer, "customer")
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["amount"] == {"amount_minor": 900, "currency": "USD"}
+    paid = Paid(
+        customer, order_id, UUID(response.json()["transaction_id"]), Library.create_id(customer)
+    )
+    heads = log_heads(apps)
+    _settle(client, app_container, settings, paid)
+
+    watched = {paid.order_id, paid.transaction_id, paid.library_id}
+    assert [e.name for e in appended_since(apps, heads, "-", watched)] == [
+        "Transaction.Succeeded",
+        "Order.Paid",
+        "Order.Fulfilled",
+        "Library.Opened",
+        "Library.EntitlementsGranted",
+    ]
+    assert _read(app_container, Order, order_id).status is OrderStatus.FULFILLED
+    library = _read(app_container, Library, paid.library_id)
+    assert sorted((e.icon_id, e.icon_version, e.order_id) for e in library.entitlements) == sorted(
+        [(first, 1, order_id), (second, 2, order_id)]
+    )
+    assert not library.is_entitled(draft)
+
+    heads = log_heads(apps)
+    refunded = client.post(
+        f"/v1/orders/{order_id}/refund",
+        json={"reason": "bundle returned"},
+        headers=_auth(app_container, "admin-1", "admin"),
+    )
+    assert refunded.status_code == 202, refunded.text
+    assert [e.name for e in appended_since(apps, heads, "-", watched)] == [
+        "Transaction.Refunded",
+        "Order.Refunded",
+        "Library.EntitlementsRevoked",
+    ]
+    library = _read(app_container, Library, paid.library_id)
+    assert library.entitlements == ()
+    assert _read(app_container, Order, order_id).status is OrderStatus.REFUNDED

@@ -140,6 +140,7 @@ def test_a_batch_creates_the_valid_icons_and_reports_the_bad_file(
     appended = appended_since(apps, heads, correlation)
     assert sorted((e.name, e.originator_id) for e in appended) == sorted(
         [("Icon.Created", icon_id) for icon_id in created]
+        + [("IconSet.IconAdded", uuid.UUID(set_id)) for _ in created]
         + [("Icon.OriginalRecorded", icon_id) for icon_id in created]
         + [("IconImport.ImportReported", import_id)]
     )

@@ -199,6 +199,12 @@ def test_other_events_write_nothing() -> None:
     assert apply(envelope("Cart.Opened", ICON, 1, {"owner_id": "c", "currency": "USD"})) == []
 
 
+def test_set_membership_and_previews_write_nothing() -> None:
+    assert apply(envelope("IconSet.IconAdded", SET, 2, {"icon_id": ICON})) == []
+    preview = {"key": "previews/set.png", "member_hash": "abc", "icon_ids": [ICON]}
+    assert apply(envelope("IconSet.PreviewRecorded", SET, 3, preview)) == []
+
+
 def test_patches_apply_only_when_newer_per_source() -> None:
     icon = {"source": "icon", "version": 2, "position": 50, "fields": {"name": "a"}}
     old_icon = {"source": "icon", "version": 1, "position": 40, "fields": {"name": "old"}}

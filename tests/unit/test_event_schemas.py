@@ -85,6 +85,7 @@ def test_every_event_type_of_every_aggregate_is_discovered() -> None:
             "IconImport.ImportReported",
             "IconSet.BundlePriceChanged",
             "IconSet.Created",
+            "IconSet.IconAdded",
             "IconSet.PreviewRecorded",
             "IconSet.Published",
             "IconSet.Renamed",
@@ -121,7 +122,7 @@ def test_every_event_type_of_every_aggregate_is_discovered() -> None:
         ],
         "identity": ["Account.PasswordChanged", "Account.Registered", "Account.RolesChanged"],
     }
-    assert len(TYPES) == 52
+    assert len(TYPES) == 53
 
 
 def test_the_checked_in_contract_files_are_current(capsys: pytest.CaptureFixture[str]) -> None:
@@ -135,7 +136,7 @@ def test_check_lists_stale_missing_and_extra_files_and_export_repairs_them(
 ) -> None:
     written = export(tmp_path)
     assert written.missing == sorted(schema_cmd.generated_files())
-    assert len(written.missing) == 54
+    assert len(written.missing) == 55
     (tmp_path / SCHEMAS_DIR / "Icon.Published.json").write_text("{}\n")
     (tmp_path / EVENTS_DIR / "envelope.json").unlink()
     (tmp_path / SCHEMAS_DIR / "Icon.Deleted.json").write_text("{}\n")
@@ -156,7 +157,7 @@ def test_check_lists_stale_missing_and_extra_files_and_export_repairs_them(
         "wrote docs/events/schemas/Icon.Published.json",
         "wrote docs/events/envelope.json",
         "deleted docs/events/schemas/Icon.Deleted.json",
-        "52 event types; docs/events is current",
+        "53 event types; docs/events is current",
     ]
     assert drift(tmp_path).current
     assert not (tmp_path / SCHEMAS_DIR / "Icon.Deleted.json").exists()
@@ -381,7 +382,7 @@ def test_every_event_type_is_produced_and_validates_against_its_schema(
         assert encode(decode(payload)) == payload
     covered = Counter(envelope.type for envelope in envelopes)
     assert set(covered) == set(TYPES)
-    assert len(covered) == len(TYPES) == 52
+    assert len(covered) == len(TYPES) == 53
     assert (covered["Icon.DerivativesRecorded"], covered["Order.PaymentStarted"]) == (1, 2)
 
 

@@ -25,7 +25,6 @@ from commands.payments.service import PaymentService
 from commands.payments.webhooks import ProviderEvent, command_for, handle_event, parse_event
 from commands.routes import ROUTES
 from commands.unit_of_work import UnitOfWork
-from domain.icon import Icon
 from domain.library import Library
 from domain.money import Money
 from domain.order import Order, OrderStatus
@@ -358,24 +357,6 @@ def test_the_breaker_opens_after_consecutive_outages_and_closes_after_a_good_tri
     breaker.succeeded()
     assert breaker.is_open is False
     breaker.before_call()
-
-
-def test_a_bundle_line_is_paid_but_not_fulfilled_for_lack_of_a_set_index(world: World) -> None:
-    who = ctx(CUSTOMER, "customer")
-    cart_id = world.bus.execute(m.OpenCart(currency="USD"), who).aggregate_id
-    set_id = UnitOfWork.read(world.apps.catalog, Icon, world.icon_ids[0]).set_id
-    world.bus.execute(m.AddToCart(cart_id=cart_id, product_kind="set", product_id=set_id), who)
-    order_id = world.bus.execute(m.CheckOut(cart_id=cart_id), who).aggregate_id
-    outcome = world.payments.pay(order_id, who)
-    assert outcome.amount == Money(900, "USD")
-    heads = log_heads(world.apps)
-    handle_event(
-        world.bus,
-        world.provider,
-        _intent_event(world, "evt_1", "payment_intent.succeeded", "pi_fake_1"),
-    )
-    assert world.events(heads) == ["Transaction.Succeeded", "Order.Paid"]
-    assert world.get_order(order_id).status is OrderStatus.PAID
 
 
 def test_refunding_a_flagged_capture_fails_the_order_so_it_can_be_paid_again(

@@ -116,3 +116,38 @@ def test_illegal_publication_moves_are_rejected(trace: Trace, rejects: Rejects) 
 
     icon_set.publish(**trace)
     rejects(icon_set, IllegalTransition, "illegal_transition", lambda: icon_set.publish(**trace))
+
+
+ICON_A = UUID("00000000-0000-4000-8000-00000000000a")
+ICON_B = UUID("00000000-0000-4000-8000-00000000000b")
+
+
+def test_a_set_records_its_icons_once_each_in_creation_order(
+    trace: Trace, collect: Collect
+) -> None:
+    icon_set = _icon_set(trace)
+    collect(icon_set)
+    assert _icon_set(trace).member_icon_ids == ()
+
+    icon_set.add_icon(icon_id=ICON_B, **trace)
+    icon_set.add_icon(icon_id=ICON_A, **trace)
+    icon_set.add_icon(icon_id=ICON_B, **trace)
+
+    assert collect(icon_set) == ["IconSet.IconAdded", "IconSet.IconAdded"]
+    assert icon_set.member_icon_ids == (ICON_B, ICON_A)
+    assert icon_set.version == 3
+
+
+def test_membership_is_rebuilt_from_the_events(trace: Trace) -> None:
+    icon_set = _icon_set(trace)
+    icon_set.add_icon(icon_id=ICON_A, **trace)
+    icon_set.publish(**trace)
+    icon_set.add_icon(icon_id=ICON_B, **trace)
+
+    rebuilt: object = None
+    for recorded in icon_set.collect_events():
+        rebuilt = recorded.mutate(rebuilt)  # type: ignore[arg-type]
+
+    assert isinstance(rebuilt, IconSet)
+    assert rebuilt.member_icon_ids == (ICON_A, ICON_B)
+    assert (rebuilt.status, rebuilt.version) == (PublicationStatus.PUBLISHED, 4)
