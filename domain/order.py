@@ -30,7 +30,11 @@ class OrderStatus(StrEnum):
 ORDER_TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.PENDING: frozenset({OrderStatus.PAYMENT_PROCESSING, OrderStatus.CANCELLED}),
     OrderStatus.PAYMENT_PROCESSING: frozenset({OrderStatus.PAID, OrderStatus.FAILED}),
-    OrderStatus.FAILED: frozenset({OrderStatus.PAYMENT_PROCESSING, OrderStatus.CANCELLED}),
+    # FAILED → PAID: a late capture of the current attempt's intent (``mark_paid`` checks that
+    # the paying transaction is the current one).
+    OrderStatus.FAILED: frozenset(
+        {OrderStatus.PAYMENT_PROCESSING, OrderStatus.PAID, OrderStatus.CANCELLED}
+    ),
     OrderStatus.PAID: frozenset({OrderStatus.FULFILLED, OrderStatus.REFUNDED}),
     OrderStatus.FULFILLED: frozenset({OrderStatus.REFUNDED}),
     OrderStatus.CANCELLED: frozenset(),
@@ -225,7 +229,8 @@ class Order(TracedAggregate):
         return transaction_id
 
     def mark_paid(self, *, transaction_id: UUID | None, actor: str, correlation_id: str) -> None:
-        """Paid by the current attempt's transaction, or with ``None`` for a free order."""
+        """Paid by the current attempt's transaction, or with ``None`` for a free order. A
+        failed order may be paid too: its current attempt's intent was captured late."""
         self._check_transition(OrderStatus.PAID)
         self._check_current_transaction(transaction_id)
         self._paid(transaction_id=transaction_id, actor=actor, correlation_id=correlation_id)

@@ -36,7 +36,9 @@ TRANSACTION_TRANSITIONS: Mapping[TransactionStatus, frozenset[TransactionStatus]
     TransactionStatus.SUCCEEDED: frozenset(
         {TransactionStatus.REFUNDED, TransactionStatus.DISPUTED}
     ),
-    TransactionStatus.FAILED: frozenset(),
+    # A late capture: Stripe keeps a failed intent payable (``requires_payment_method``) until
+    # it is cancelled, so the customer may still pay it after ``payment_failed``.
+    TransactionStatus.FAILED: frozenset({TransactionStatus.SUCCEEDED}),
     TransactionStatus.REFUNDED: frozenset(),
     TransactionStatus.DISPUTED: frozenset(),
 }
@@ -46,7 +48,8 @@ class Transaction(TracedAggregate):
     """Attempt ``attempt`` to pay ``order_id``; its id derives from both, so a retried command
     collides instead of charging twice. A success whose captured amount or provider reference
     differs from the expected one is recorded with its ``mismatches`` and raises an alert
-    (``Transaction.AlertRaised``): such a transaction never pays its order.
+    (``Transaction.AlertRaised``): such a transaction never pays its order. A failed attempt
+    may still succeed later (a late capture on the same intent, see docs/payments.md).
     """
 
     class Started(TracedAggregate.Created):

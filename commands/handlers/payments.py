@@ -63,19 +63,10 @@ def settle_payment(cmd: m.SettlePayment, uow: UnitOfWork, ctx: CommandContext) -
     transaction = _transaction(uow, cmd.transaction_id, cmd.provider_reference)
     captured = Money(cmd.captured.amount_minor, cmd.captured.currency)
     if transaction.status is TransactionStatus.FAILED:
-        transaction.raise_alert(
-            alert=CAPTURED_AFTER_FAILURE,
-            detail=f"{captured.amount_minor} {captured.currency} captured by intent "
-            f"{cmd.provider_reference} after the attempt failed; refund it",
-            **trace(ctx),
-        )
-        return transaction.id
+        return _settle_late(uow, transaction, cmd.provider_reference, captured, ctx)
     if transaction.status is not TransactionStatus.CREATED:
         return transaction.id
-    had_reference = transaction.provider_reference is not None
-    transaction.succeed(provider_reference=cmd.provider_reference, captured=captured, **trace(ctx))
-    if not had_reference:
-        _link(uow, transaction, cmd.provider_reference, ctx)
+    _record_capture(uow, transaction, cmd.provider_reference, captured, ctx)
     if transaction.has_mismatch:
         return transaction.id
     order = uow.get(Order, transaction.order_id)
@@ -90,6 +81,54 @@ def settle_payment(cmd: m.SettlePayment, uow: UnitOfWork, ctx: CommandContext) -
     order.mark_paid(transaction_id=transaction.id, **trace(ctx))
     _grant(uow, order, ctx)
     return transaction.id
+
+
+def _settle_late(
+    uow: UnitOfWork,
+    transaction: Transaction,
+    provider_reference: str,
+    captured: Money,
+    ctx: CommandContext,
+) -> UUID:
+    """A capture on an attempt that had failed (Stripe keeps a declined intent payable until it
+    is cancelled). The money was taken: the capture is recorded with a
+    ``captured_after_failure`` alert. When the attempt is still the order's current one and the
+    order still failed, the capture pays, grants and fulfils the order; otherwise (a newer
+    attempt was started, the order was cancelled) it pays nothing and must be refunded, which
+    ``refund_orphaned_capture`` does right after this command."""
+    order = uow.get(Order, transaction.order_id)
+    pays_order = order.transaction_id == transaction.id and order.status is OrderStatus.FAILED
+    transaction.succeed(provider_reference=provider_reference, captured=captured, **trace(ctx))
+    _link(uow, transaction, provider_reference, ctx)  # a failure may have named it unlinked
+    outcome = (
+        "it pays the order"
+        if pays_order and not transaction.has_mismatch
+        else f"order {order.id} is {order.status.value} on attempt {order.payment_attempts}; "
+        "refund it"
+    )
+    transaction.raise_alert(
+        alert=CAPTURED_AFTER_FAILURE,
+        detail=f"{captured.amount_minor} {captured.currency} captured by intent "
+        f"{provider_reference} after the attempt failed; {outcome}",
+        **trace(ctx),
+    )
+    if pays_order and not transaction.has_mismatch:
+        order.mark_paid(transaction_id=transaction.id, **trace(ctx))
+        _grant(uow, order, ctx)
+    return transaction.id
+
+
+def _record_capture(
+    uow: UnitOfWork,
+    transaction: Transaction,
+    provider_reference: str,
+    captured: Money,
+    ctx: CommandContext,
+) -> None:
+    had_reference = transaction.provider_reference is not None
+    transaction.succeed(provider_reference=provider_reference, captured=captured, **trace(ctx))
+    if not had_reference:
+        _link(uow, transaction, provider_reference, ctx)
 
 
 def fail_payment(cmd: m.FailPayment, uow: UnitOfWork, ctx: CommandContext) -> UUID:

@@ -16,6 +16,7 @@ from uuid import UUID
 from commands import messages as m
 from commands.bus import CommandBus
 from commands.errors import AggregateNotFound, CommandError
+from commands.payments.orphans import refund_orphaned_capture
 from commands.payments.port import PaymentProvider, WebhookRejected
 from commands.results import CommandContext
 from commands.unit_of_work import UnitOfWork
@@ -165,6 +166,10 @@ def handle_event(
         return WebhookOutcome(event.id, event.type, "ignored", None)
     if isinstance(command, m.FailPayment) and not result.replayed:
         _cancel_failed_intent(bus, provider, result.aggregate_id)
+    if isinstance(command, m.SettlePayment):
+        # Also on a redelivery: a refund the provider could not make the first time (503,
+        # so Stripe redelivers the event) is made now.
+        refund_orphaned_capture(bus, provider, result.aggregate_id, ctx.correlation_id)
     return WebhookOutcome(
         event.id, event.type, "duplicate" if result.replayed else "applied", result.position
     )
@@ -172,7 +177,9 @@ def handle_event(
 
 def _cancel_failed_intent(bus: CommandBus, provider: PaymentProvider, transaction_id: UUID) -> None:
     """A failed attempt's intent is cancelled so that it cannot be paid later: the customer pays
-    through a new attempt (a capture on a failed attempt would only raise an alert)."""
+    through a new attempt. Best effort: when the cancel fails, reconciliation retries it, and a
+    capture that still happens pays the order if no newer attempt was started (else it is
+    refunded, see ``commands.payments.orphans``)."""
     transaction = UnitOfWork.read(bus.apps.commerce, Transaction, transaction_id)
     if transaction.status is not TransactionStatus.FAILED or not transaction.provider_reference:
         return

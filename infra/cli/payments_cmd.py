@@ -62,7 +62,8 @@ def _reconcile(args: argparse.Namespace) -> int:
         container.close()
     Console(stderr=True).print(
         f"reconcile: {report.checked} checked, {report.settled} paid, {report.failed} failed, "
-        f"{report.still_pending} still processing"
+        f"{report.still_pending} still processing; failed attempts' intents: "
+        f"{report.cancelled} cancelled, {report.late_captures} captured late"
         + ("; Stripe unavailable, the rest waits" if report.unavailable else ""),
         highlight=False,
     )
@@ -95,5 +96,5 @@ def _loop(container: Container, age: dt.timedelta) -> None:
         except Exception:  # a store hiccup must not stop `iconmarket run`: try next pass
             log.exception("payment reconciliation pass failed")
         else:
-            if report.checked or report.unavailable:
+            if report.checked or report.cancelled or report.late_captures or report.unavailable:
                 log.info("payments reconciled", extra=dataclasses.asdict(report))

@@ -379,6 +379,86 @@ def test_a_failure_lets_the_customer_pay_again(
     assert _read(app_container, Order, paid.order_id).payment_attempts == 2
 
 
+def _decline(client: Client, container: Container, settings: Settings, paid: Paid) -> None:
+    body = _event(
+        "payment_intent.payment_failed",
+        _intent_object(
+            container, paid.transaction_id, last_payment_error={"code": "card_declined"}
+        ),
+    )[1]
+    assert _post_webhook(client, settings, body).status_code == 200
+    assert _read(container, Order, paid.order_id).status is OrderStatus.FAILED
+
+
+def test_a_capture_after_the_decline_pays_the_failed_order(
+    client: Client, app_container: Container, icons: tuple[UUID, ...], settings: Settings
+) -> None:
+    paid = _pay(client, app_container, icons[0])
+    _decline(client, app_container, settings, paid)
+    heads = log_heads(app_container.applications)
+
+    _settle(client, app_container, settings, paid)  # the customer retried on the same intent
+
+    watched = {paid.order_id, paid.transaction_id, paid.library_id}
+    assert [e.name for e in appended_since(app_container.applications, heads, "-", watched)] == [
+        "Transaction.Succeeded",
+        "Transaction.AlertRaised",
+        "Order.Paid",
+        "Order.Fulfilled",
+        "Library.Opened",
+        "Library.EntitlementsGranted",
+    ]
+    transaction = _read(app_container, Transaction, paid.transaction_id)
+    assert (transaction.status, transaction.alerts) == (
+        TransactionStatus.SUCCEEDED,
+        ("captured_after_failure",),
+    )
+    order = _read(app_container, Order, paid.order_id)
+    assert (order.status, order.payment_attempts) == (OrderStatus.FULFILLED, 1)
+    assert _read(app_container, Library, paid.library_id).is_entitled(icons[0])
+    again = client.post(
+        f"/v1/orders/{paid.order_id}/payments",
+        headers=_auth(app_container, paid.customer, "customer"),
+    )
+    assert again.status_code == 409, again.text
+
+
+def test_a_capture_of_a_superseded_attempt_is_refunded_at_stripe(
+    client: Client,
+    app_container: Container,
+    icons: tuple[UUID, ...],
+    settings: Settings,
+    recording: RecordingClient,
+) -> None:
+    paid = _pay(client, app_container, icons[0])
+    _decline(client, app_container, settings, paid)
+    again = client.post(
+        f"/v1/orders/{paid.order_id}/payments",
+        headers=_auth(app_container, paid.customer, "customer"),
+    )
+    assert again.status_code == 201, again.text
+    heads = log_heads(app_container.applications)
+    sent_before = len(recording.sent)
+
+    _settle(client, app_container, settings, paid)
+
+    watched = {paid.order_id, paid.transaction_id, paid.library_id}
+    assert [e.name for e in appended_since(app_container.applications, heads, "-", watched)] == [
+        "Transaction.Succeeded",
+        "Transaction.AlertRaised",
+        "Transaction.Refunded",
+    ]
+    refunds = [
+        headers["Idempotency-Key"]
+        for method, url, headers, _ in recording.sent[sent_before:]
+        if method == "post" and url.endswith("/v1/refunds")
+    ]
+    assert refunds == [f"refund:{paid.transaction_id}"]
+    order = _read(app_container, Order, paid.order_id)
+    assert (order.status, order.payment_attempts) == (OrderStatus.PAYMENT_PROCESSING, 2)
+    assert order.transaction_id == UUID(again.json()["transaction_id"])
+
+
 def test_a_free_order_completes_without_stripe(
     client: Client,
     app_container: Container,

@@ -25,6 +25,7 @@ from commands.payments.service import PaymentService
 from commands.payments.webhooks import ProviderEvent, command_for, handle_event, parse_event
 from commands.routes import ROUTES
 from commands.unit_of_work import UnitOfWork
+from domain.errors import IllegalTransition
 from domain.library import Library
 from domain.money import Money
 from domain.order import Order, OrderStatus
@@ -375,3 +376,275 @@ def test_refunding_a_flagged_capture_fails_the_order_so_it_can_be_paid_again(
     again = world.payments.pay(order_id, ctx(CUSTOMER, "customer"))
     assert again.provider_reference == "pi_fake_3"  # pi_fake_1 paid badly, re_fake_2 refunded it
     assert world.get_order(order_id).payment_attempts == 2
+
+
+def _decline(world: World, event_id: str, reference: str) -> ProviderEvent:
+    return _intent_event(
+        world,
+        event_id,
+        "payment_intent.payment_failed",
+        reference,
+        last_payment_error={"code": "card_declined", "decline_code": "insufficient_funds"},
+    )
+
+
+def _fail_without_cancel(world: World, order_id: UUID) -> UUID:
+    """Pay, then a decline whose best-effort cancel finds the provider down: the intent stays
+    payable, as Stripe keeps a declined intent in requires_payment_method."""
+    outcome = world.payments.pay(order_id, ctx(CUSTOMER, "customer"))
+    assert outcome.transaction_id is not None
+    world.provider.down = True
+    assert handle_event(
+        world.bus, world.provider, _decline(world, "evt_f", "pi_fake_1")
+    ).outcome == ("applied")
+    world.provider.down = False
+    assert world.provider.intents["pi_fake_1"].status == "requires_payment_method"
+    assert world.get_order(order_id).status is OrderStatus.FAILED
+    return outcome.transaction_id
+
+
+def test_a_capture_after_the_decline_pays_the_failed_order_and_grants(world: World) -> None:
+    order_id = world.order(0)
+    transaction_id = _fail_without_cancel(world, order_id)
+    world.provider.settle("pi_fake_1")  # the customer retried on the same intent
+    heads = log_heads(world.apps)
+
+    succeeded = _intent_event(world, "evt_s", "payment_intent.succeeded", "pi_fake_1")
+    assert handle_event(world.bus, world.provider, succeeded).outcome == "applied"
+
+    assert world.events(heads) == [
+        "Transaction.Succeeded",
+        "Transaction.AlertRaised",
+        "Order.Paid",
+        "Order.Fulfilled",
+        "Library.Opened",
+        "Library.EntitlementsGranted",
+    ]
+    transaction = world.get_transaction(transaction_id)
+    assert (transaction.status, transaction.captured) == (
+        TransactionStatus.SUCCEEDED,
+        Money(500, "USD"),
+    )
+    assert transaction.alerts == ("captured_after_failure",)
+    order = world.get_order(order_id)
+    assert (order.status, order.payment_attempts) == (OrderStatus.FULFILLED, 1)
+    assert world.library().is_entitled(world.icon_ids[0])
+    assert [call for call in world.provider.calls if call[0] in ("create_intent", "refund")] == [
+        ("create_intent", str(transaction_id))
+    ]
+    assert list(world.provider.intents) == ["pi_fake_1"]
+    heads = log_heads(world.apps)
+    assert handle_event(world.bus, world.provider, succeeded).outcome == "duplicate"
+    with pytest.raises(IllegalTransition):  # paid: no second attempt, no second intent
+        world.payments.pay(order_id, ctx(CUSTOMER, "customer"))
+    assert world.events(heads) == []
+    assert list(world.provider.intents) == ["pi_fake_1"]
+
+
+def test_a_capture_of_a_superseded_attempt_is_refunded_and_pays_nothing(world: World) -> None:
+    order_id = world.order(0)
+    first = _fail_without_cancel(world, order_id)
+    second = world.payments.pay(order_id, ctx(CUSTOMER, "customer"))
+    assert second.provider_reference == "pi_fake_2"
+    world.provider.settle("pi_fake_1")
+    heads = log_heads(world.apps)
+
+    handle_event(
+        world.bus,
+        world.provider,
+        _intent_event(world, "evt_s", "payment_intent.succeeded", "pi_fake_1"),
+    )
+
+    assert world.events(heads) == [
+        "Transaction.Succeeded",
+        "Transaction.AlertRaised",
+        "Transaction.Refunded",
+    ]
+    assert world.provider.calls[-1] == ("refund", "pi_fake_1")
+    stale = world.get_transaction(first)
+    assert (stale.status, stale.alerts) == (
+        TransactionStatus.REFUNDED,
+        ("captured_after_failure",),
+    )
+    order = world.get_order(order_id)
+    assert (order.status, order.payment_attempts) == (OrderStatus.PAYMENT_PROCESSING, 2)
+    assert order.transaction_id == second.transaction_id
+    assert Library.create_id(CUSTOMER) not in world.apps.commerce.repository
+    heads = log_heads(world.apps)
+    charge = ProviderEvent(
+        "evt_r",
+        "charge.refunded",
+        {"id": "ch_1", "payment_intent": "pi_fake_1", "refunded": True, "metadata": {}},
+    )
+    assert handle_event(world.bus, world.provider, charge).outcome == "applied"
+    assert world.events(heads) == []
+
+
+def test_a_superseded_capture_the_provider_cannot_refund_now_is_refunded_on_redelivery(
+    world: World,
+) -> None:
+    order_id = world.order(0)
+    first = _fail_without_cancel(world, order_id)
+    world.payments.pay(order_id, ctx(CUSTOMER, "customer"))
+    world.provider.settle("pi_fake_1")
+    succeeded = _intent_event(world, "evt_s", "payment_intent.succeeded", "pi_fake_1")
+    refunds_before = len(world.provider.refunds)
+
+    world.provider.down = True
+    with pytest.raises(PaymentProviderUnavailable):  # the webhook answers 503: Stripe redelivers
+        handle_event(world.bus, world.provider, succeeded)
+    assert world.get_transaction(first).status is TransactionStatus.SUCCEEDED
+    assert len(world.provider.refunds) == refunds_before
+    world.provider.down = False
+    heads = log_heads(world.apps)
+
+    assert handle_event(world.bus, world.provider, succeeded).outcome == "duplicate"
+
+    assert world.events(heads) == ["Transaction.Refunded"]
+    assert world.get_transaction(first).status is TransactionStatus.REFUNDED
+    assert len(world.provider.refunds) == refunds_before + 1
+
+
+def test_a_mismatched_late_capture_is_refunded_and_the_order_stays_failed(world: World) -> None:
+    order_id = world.order(0)
+    transaction_id = _fail_without_cancel(world, order_id)
+    world.provider.settle("pi_fake_1", received=Money(1, "USD"))
+    heads = log_heads(world.apps)
+
+    handle_event(
+        world.bus,
+        world.provider,
+        _intent_event(world, "evt_s", "payment_intent.succeeded", "pi_fake_1", amount_received=1),
+    )
+
+    assert world.events(heads) == [
+        "Transaction.Succeeded",
+        "Transaction.AlertRaised",
+        "Transaction.AlertRaised",
+        "Transaction.Refunded",
+    ]
+    transaction = world.get_transaction(transaction_id)
+    assert transaction.alerts == ("payment_mismatch", "captured_after_failure")
+    assert transaction.status is TransactionStatus.REFUNDED
+    assert world.get_order(order_id).status is OrderStatus.FAILED
+    again = world.payments.pay(order_id, ctx(CUSTOMER, "customer"))
+    assert world.get_order(order_id).payment_attempts == 2
+    assert again.provider_reference == "pi_fake_3"  # re_fake_2 refunded pi_fake_1
+
+
+def test_reconcile_cancels_a_declined_intent_the_webhook_could_not_cancel(world: World) -> None:
+    order_id = world.order(0)
+    _fail_without_cancel(world, order_id)
+    pending = PendingTransactions()
+    heads = log_heads(world.apps)
+    calls = len(world.provider.calls)
+
+    report = reconcile(world.bus, world.provider, pending, older_than=dt.timedelta(0))
+
+    assert (report.checked, report.cancelled, report.late_captures) == (0, 1, 0)
+    assert world.provider.calls[calls:] == [
+        ("retrieve_intent", "pi_fake_1"),
+        ("cancel_intent", "pi_fake_1"),
+    ]
+    assert world.provider.intents["pi_fake_1"].status == "canceled"
+    assert world.events(heads) == []
+    assert pending.to_cancel == set()
+    again = reconcile(world.bus, world.provider, pending, older_than=dt.timedelta(0))
+    assert (again.cancelled, len(world.provider.calls)) == (0, calls + 2)
+
+
+def test_reconcile_keeps_a_declined_intent_to_cancel_while_the_provider_is_down(
+    world: World,
+) -> None:
+    order_id = world.order(0)
+    transaction_id = _fail_without_cancel(world, order_id)
+    pending = PendingTransactions()
+    world.provider.down = True
+    down = reconcile(world.bus, world.provider, pending, older_than=dt.timedelta(0))
+    assert (down.unavailable, down.cancelled, pending.to_cancel) == (True, 0, {transaction_id})
+    world.provider.down = False
+    up = reconcile(world.bus, world.provider, pending, older_than=dt.timedelta(0))
+    assert (up.unavailable, up.cancelled, pending.to_cancel) == (False, 1, set())
+
+
+def test_reconcile_settles_a_declined_intent_found_captured(world: World) -> None:
+    order_id = world.order(0)
+    transaction_id = _fail_without_cancel(world, order_id)
+    world.provider.settle("pi_fake_1")
+    pending = PendingTransactions()
+    calls = len(world.provider.calls)
+
+    report = reconcile(world.bus, world.provider, pending, older_than=dt.timedelta(0))
+
+    assert (report.cancelled, report.late_captures) == (0, 1)
+    assert world.provider.calls[calls:] == [("retrieve_intent", "pi_fake_1")]
+    assert world.get_order(order_id).status is OrderStatus.FULFILLED
+    assert world.get_transaction(transaction_id).status is TransactionStatus.SUCCEEDED
+    assert world.library().is_entitled(world.icon_ids[0])
+    assert pending.to_cancel == set()
+
+
+def test_reconcile_finishes_the_refund_of_a_superseded_capture_an_outage_interrupted(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    order_id = world.order(0)
+    first = _fail_without_cancel(world, order_id)
+    world.payments.pay(order_id, ctx(CUSTOMER, "customer"))
+    world.provider.settle("pi_fake_1")
+    pending = PendingTransactions()
+    hour = dt.timedelta(hours=1)  # attempt 2 is young: left alone
+
+    def down(**_kwargs: object) -> str:
+        raise PaymentProviderUnavailable("down for refunds", retry_after_s=5)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(world.provider, "refund", down)
+        interrupted = reconcile(world.bus, world.provider, pending, older_than=hour)
+    assert (interrupted.unavailable, interrupted.late_captures) == (True, 0)
+    assert world.get_transaction(first).status is TransactionStatus.SUCCEEDED
+    assert pending.to_refund == {first}
+    heads = log_heads(world.apps)
+
+    finished = reconcile(world.bus, world.provider, pending, older_than=hour)
+
+    assert (finished.unavailable, finished.checked) == (False, 0)
+    assert world.events(heads) == ["Transaction.Refunded"]
+    assert world.provider.calls[-1] == ("refund", "pi_fake_1")
+    assert (pending.to_refund, pending.to_cancel) == (set(), set())
+    assert world.get_order(order_id).status is OrderStatus.PAYMENT_PROCESSING
+
+
+def test_a_late_capture_links_an_intent_only_its_failure_named(world: World) -> None:
+    order_id = world.order(0)
+    started = world.bus.execute(m.StartPayment(order_id=order_id), ctx(CUSTOMER, "customer"))
+    obj: dict[str, object] = {
+        "id": "pi_crashed",
+        "amount_received": 500,
+        "currency": "usd",
+        "metadata": {"transaction_id": str(started.aggregate_id)},
+    }
+    world.provider.down = True  # the cancel after the decline fails
+    handle_event(
+        world.bus, world.provider, ProviderEvent("e1", "payment_intent.payment_failed", obj)
+    )
+    world.provider.down = False
+    heads = log_heads(world.apps)
+
+    handle_event(world.bus, world.provider, ProviderEvent("e2", "payment_intent.succeeded", obj))
+
+    assert world.events(heads) == [
+        "Transaction.Succeeded",
+        "Transaction.AlertRaised",
+        "Order.Paid",
+        "Order.Fulfilled",
+        "PaymentIntentLink.Linked",
+        "Library.Opened",
+        "Library.EntitlementsGranted",
+    ]
+    dispute = ProviderEvent(
+        "e3",
+        "charge.dispute.created",
+        {"id": "dp_1", "payment_intent": "pi_crashed", "reason": "fraudulent", "metadata": {}},
+    )
+    handle_event(world.bus, world.provider, dispute)
+    assert world.get_order(order_id).status is OrderStatus.REFUNDED

@@ -28,6 +28,7 @@ EXPECTED_TRANSITIONS = {
     (S.PAYMENT_PROCESSING, S.PAID),
     (S.PAYMENT_PROCESSING, S.FAILED),
     (S.FAILED, S.PAYMENT_PROCESSING),
+    (S.FAILED, S.PAID),  # a late capture of the current attempt
     (S.FAILED, S.CANCELLED),
     (S.PAID, S.FULFILLED),
     (S.PAID, S.REFUNDED),
@@ -285,6 +286,26 @@ def test_only_the_current_attempt_can_pay(trace: Trace, rejects: Rejects) -> Non
         "transaction_mismatch",
         lambda: order.mark_paid(transaction_id=first, **trace),
     )
+
+
+def test_a_failed_order_is_paid_only_by_its_current_attempt(
+    trace: Trace, collect: Collect, rejects: Rejects
+) -> None:
+    order = _order(trace)
+    first = order.start_payment(**trace)
+    order.mark_failed(transaction_id=first, reason="card_declined", **trace)
+    collect(order)
+
+    rejects(
+        order,
+        InvariantViolated,
+        "transaction_mismatch",
+        lambda: order.mark_paid(transaction_id=transaction_id_for(order.id, 2), **trace),
+    )
+    order.mark_paid(transaction_id=first, **trace)
+
+    assert collect(order) == ["Order.Paid"]
+    assert (order.payment_attempts, order.status, order.version) == (1, S.PAID, 4)
 
 
 def test_only_the_current_attempt_can_fail(trace: Trace, rejects: Rejects) -> None:
