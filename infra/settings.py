@@ -18,7 +18,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class SettingsError(ValueError):
-    """An environment variable holds a value that cannot be read as its setting's type."""
+    """An environment variable holds a value that cannot be read as its setting's type, or a
+    value refused by ``Settings.validate`` (the message names the variable, never a secret)."""
+
+
+DEV_STRIPE_SECRET_KEY = "sk_test_123"  # noqa: S105 - a public development default
+"""stripe-mock's key: refused in prod."""
+DEV_STRIPE_WEBHOOK_SECRET = "whsec_test_iconmarket"  # noqa: S105 - public, refused in prod
+"""A public signing secret for local development and tests: refused in prod."""
+DEV_JWT_SECRET = "dev-only-change-me-0123456789abcdef"  # noqa: S105 - public, refused in prod
+"""The token signing secret of local development and tests: refused in prod."""
 
 
 def _setting(default: Any, doc: str, *, secret: bool = False, group: str = "general") -> Any:
@@ -55,8 +64,9 @@ class Settings:
         1_209_600, "Lifetime of a refresh token in seconds (14 days).", group="api"
     )
     jwt_secret: str = _setting(
-        "dev-only-change-me-0123456789abcdef",
-        "HMAC secret that signs access and refresh tokens. Set a long random value in prod.",
+        DEV_JWT_SECRET,
+        "HMAC secret that signs access and refresh tokens. Required when ICONMARKET_ENV=prod "
+        "(the default is refused); use a long random value.",
         secret=True,
         group="api",
     )
@@ -181,17 +191,22 @@ class Settings:
         group="stripe",
     )
     stripe_secret_key: str = _setting(
-        "sk_test_123", "Stripe secret API key.", secret=True, group="stripe"
+        DEV_STRIPE_SECRET_KEY,
+        "Stripe secret API key. Required when ICONMARKET_ENV=prod (the default is refused).",
+        secret=True,
+        group="stripe",
     )
     stripe_webhook_secret: str = _setting(
-        "whsec_test_iconmarket",
-        "Stripe webhook endpoint signing secret.",
+        DEV_STRIPE_WEBHOOK_SECRET,
+        "Stripe webhook endpoint signing secret. Required when ICONMARKET_ENV=prod (the public "
+        "default is refused: anyone could sign webhooks with it).",
         secret=True,
         group="stripe",
     )
     stripe_webhook_tolerance_s: int = _setting(
         300,
-        "Seconds a signed webhook stays acceptable; an older signature timestamp is refused.",
+        "Seconds a signed webhook stays acceptable; an older signature timestamp is refused. "
+        "Must be at least 1 (0 would disable the replay window).",
         group="stripe",
     )
     stripe_timeout_s: float = _setting(
@@ -243,6 +258,32 @@ class Settings:
     stack_ready_timeout_s: float = _setting(
         180.0, "Local stack: seconds to wait for one service to become ready.", group="stack"
     )
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse settings that would run unsafely: a webhook replay window of 0 or less
+        (the ``stripe`` library skips the timestamp check when the tolerance is 0), and, when
+        ``env`` is ``prod``, an empty or default token signing secret, Stripe secret key or
+        webhook signing secret."""
+        if self.stripe_webhook_tolerance_s <= 0:
+            raise SettingsError(
+                f"{env_name('stripe_webhook_tolerance_s')}={self.stripe_webhook_tolerance_s} "
+                "must be at least 1: 0 or less would accept replayed webhooks of any age"
+            )
+        if self.env.strip().lower() != "prod":
+            return
+        for name, default in (
+            ("jwt_secret", DEV_JWT_SECRET),
+            ("stripe_secret_key", DEV_STRIPE_SECRET_KEY),
+            ("stripe_webhook_secret", DEV_STRIPE_WEBHOOK_SECRET),
+        ):
+            if getattr(self, name).strip() in ("", default):
+                raise SettingsError(
+                    f"{env_name(name)} must be set to a real secret when ICONMARKET_ENV=prod "
+                    "(it is empty or the public development default)"
+                )
 
     @property
     def postgres_dsn(self) -> str:
