@@ -25,6 +25,7 @@ from pipelines.render import (
     outputs,
     render_missing,
 )
+from pipelines.render_timeout import RenderFunction
 
 MAX_ORIGINAL_BYTES = 4 * 1024 * 1024
 
@@ -141,8 +142,11 @@ def produce(
     params: RenderParams = DEFAULT_PARAMS,
     renderer_version: str = RENDERER_VERSION,
     pool: Executor | None = None,
+    renderer: RenderFunction = render_missing,
 ) -> Produced:
-    """Make sure every output of ``job`` is stored; ``pool`` overlaps the object-store calls."""
+    """Make sure every output of ``job`` is stored; ``pool`` overlaps the object-store calls.
+
+    ``renderer`` renders the missing outputs (in process by default; `TimedRenderer` bounds it)."""
     wanted = outputs(params)
     keys = {output: output.key(job.content_hash, renderer_version) for output in wanted}
     found: dict[str, int] = {}
@@ -160,7 +164,7 @@ def produce(
             raise OriginalMissing(
                 f"icon {job.icon_id}: original {job.original_key!r} is not stored"
             ) from None
-        rendered = render_missing(svg, missing, params)
+        rendered = renderer(svg, missing, params)
 
         def put(output: Output) -> None:
             stores.for_output(output).put_bytes(

@@ -34,7 +34,8 @@ from pipelines.derivatives import (
     RenderJob,
     produce,
 )
-from pipelines.render import DEFAULT_PARAMS, RENDERER_VERSION, RenderParams
+from pipelines.render import DEFAULT_PARAMS, RENDERER_VERSION, RenderParams, render_missing
+from pipelines.render_timeout import RenderFunction
 from stream.consumer import Delivery
 from stream.envelope import Envelope
 
@@ -94,6 +95,7 @@ class MediaWorker:
     params: RenderParams = DEFAULT_PARAMS
     renderer_version: str = RENDERER_VERSION
     pool: Executor | None = None
+    renderer: RenderFunction = render_missing
 
     def __call__(self, deliveries: Sequence[Delivery], /) -> None:
         jobs = [job for job in (job_of(d.event) for d in deliveries) if job is not None]
@@ -122,6 +124,7 @@ class MediaWorker:
                 params=self.params,
                 renderer_version=self.renderer_version,
                 pool=self.pool,
+                renderer=self.renderer,
             )
         except OriginalMissing:
             ICONS.labels("missing").inc()

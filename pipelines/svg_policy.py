@@ -207,7 +207,19 @@ def _check_hostile(root: Element, max_dimension: int) -> None:
         for name, value in element.attrib.items():
             _check_attribute(local, name, value, max_dimension)
         if local == "style":
-            check_stylesheet("".join(element.itertext()))
+            _check_style_element(element)
+
+
+def _check_style_element(element: Element) -> None:
+    """A ``<style>`` holds CSS text only: markup inside it could split what is checked from
+    what is kept (stripping drops elements but keeps text around them), hiding an ``@import``."""
+    if len(element):
+        _namespace, child = split_name(element[0].tag)
+        raise SvgRefused(
+            RefusalCode.SVG_EXTERNAL_REFERENCE,
+            f"<style> may hold CSS text only, not elements (found <{child}>)",
+        )
+    check_stylesheet(element.text or "")
 
 
 def _check_attribute(element: str, name: str, value: str, max_dimension: int) -> None:

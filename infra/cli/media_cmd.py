@@ -24,6 +24,7 @@ from pipelines.derivatives import MediaStores
 from pipelines.media_worker import GROUP_ID, MediaWorker
 from pipelines.previews import GROUP_ID as PREVIEWS_GROUP_ID
 from pipelines.previews import PreviewComposer
+from pipelines.render_timeout import DEFAULT_RENDER_TIMEOUT, TimedRenderer
 from pipelines.rerender import Selection, current_originals, describe, rerender
 from stream.consumer import ConsumerRunner, serve
 from stream.topics import topic_for
@@ -70,7 +71,10 @@ def runners(container: Container) -> list[ConsumerRunner]:
     """The derivative worker and the preview composer, each its own consumer group."""
     stores = MediaStores(container.private_store, container.public_store)
     worker = MediaWorker(
-        container.bus, stores, pool=ThreadPoolExecutor(8, thread_name_prefix="media-io")
+        container.bus,
+        stores,
+        pool=ThreadPoolExecutor(8, thread_name_prefix="media-io"),
+        renderer=TimedRenderer(DEFAULT_RENDER_TIMEOUT),
     )
     composer = PreviewComposer(container.bus, container.redis, container.public_store)
     topic = topic_for("catalog")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -33,6 +33,7 @@ from pipelines.render import (
     render,
     render_all,
 )
+from pipelines.render_timeout import RenderTimedOut
 from stream.consumer import Delivery
 from stream.envelope import Envelope, encode, to_envelope
 from tests.support import ctx
@@ -351,6 +352,24 @@ def test_an_unrenderable_original_fails_naming_the_icon(world: _World) -> None:
     uploaded = _record_original(world, b"<svg xmlns='http://www.w3.org/2000/svg'><broken")
     with pytest.raises(RenderFailed, match=str(world.icon_id)):
         MediaWorker(world.bus, world.stores)([_delivery(uploaded)])
+
+
+def test_a_render_past_the_time_limit_fails_naming_the_icon_and_stores_nothing(
+    world: _World,
+) -> None:
+    uploaded = _record_original(world)
+
+    def too_slow(svg: bytes, wanted: Iterable[Output], params: RenderParams) -> dict[Output, bytes]:
+        raise RenderTimedOut("rendering took longer than 60 s")
+
+    head = world.apps.catalog.recorder.max_notification_id()
+    worker = MediaWorker(world.bus, world.stores, renderer=too_slow)
+    with pytest.raises(RenderFailed, match=f"icon {world.icon_id}: RenderTimedOut: rendering"):
+        worker([_delivery(uploaded)])
+    assert world.apps.catalog.recorder.max_notification_id() == head
+    for store in (world.stores.private, world.stores.public):
+        assert isinstance(store, MemoryObjectStore)
+        assert [key for key in store.objects if key.startswith("derivatives/")] == []
 
 
 # --- set and family previews (pure parts)
