@@ -127,17 +127,20 @@ class IconQueries(Controller):
         operation_id="suggestIcons",
         summary="Icon names that start with a prefix (autocomplete).",
     )
-    async def suggest(
+    async def suggest(  # noqa: PLR0917 - the prefix, the size and the freshness pair
         self,
         request: Req,
         container: ContainerDep,
         prefix: Annotated[str, Parameter(min_length=1, max_length=50)],
         size: Annotated[int, Parameter(ge=1, le=25)] = 10,
+        min_position: MinPosition = None,
+        x_min_position: XMinPosition = None,
     ) -> Response[Any]:
+        position = await _catalog_position(container, wanted_position(min_position, x_min_position))
         names = await _read(
             lambda: queries.suggest(container.opensearch, CATALOG_ALIAS, prefix, size)
         )
-        return _cached(request, {"suggestions": names}, None)
+        return _cached(request, {"suggestions": names}, position)
 
     @get("/{icon_id:uuid}", operation_id="getIcon", summary="One published icon.")
     async def icon(
@@ -161,20 +164,33 @@ class FamilyQueries(Controller):
     """Family reads, inherited by `api.controllers.catalog.FamilyController`."""
 
     @get("/", operation_id="listFamilies", summary="Published families.")
-    async def families(self, request: Req, container: ContainerDep) -> Response[Any]:
+    async def families(
+        self,
+        request: Req,
+        container: ContainerDep,
+        min_position: MinPosition = None,
+        x_min_position: XMinPosition = None,
+    ) -> Response[Any]:
+        position = await _catalog_position(container, wanted_position(min_position, x_min_position))
         found = await _read(lambda: queries.list_families(container.opensearch, CATALOG_ALIAS))
-        return _cached(request, {"families": found}, None)
+        return _cached(request, {"families": found}, position)
 
     @get("/{family_id:uuid}", operation_id="getFamily", summary="One published family.")
     async def family(
-        self, request: Req, container: ContainerDep, family_id: FromPath[UUID]
+        self,
+        request: Req,
+        container: ContainerDep,
+        family_id: FromPath[UUID],
+        min_position: MinPosition = None,
+        x_min_position: XMinPosition = None,
     ) -> Response[Any]:
+        position = await _catalog_position(container, wanted_position(min_position, x_min_position))
         found = await _read(
             lambda: queries.get_family(container.opensearch, CATALOG_ALIAS, str(family_id)),
         )
         if found is None:
             raise AggregateNotFound(f"family {family_id} is not in the catalog")
-        return _cached(request, found, None)
+        return _cached(request, found, position)
 
 
 class SetQueries(Controller):
@@ -182,22 +198,34 @@ class SetQueries(Controller):
 
     @get("/", operation_id="listSets", summary="Published sets, optionally of one family.")
     async def sets(
-        self, request: Req, container: ContainerDep, family: UUID | None = None
+        self,
+        request: Req,
+        container: ContainerDep,
+        family: UUID | None = None,
+        min_position: MinPosition = None,
+        x_min_position: XMinPosition = None,
     ) -> Response[Any]:
+        position = await _catalog_position(container, wanted_position(min_position, x_min_position))
         found = await _read(
             lambda: queries.list_sets(
                 container.opensearch, CATALOG_ALIAS, family_id=str(family) if family else None
             ),
         )
-        return _cached(request, {"sets": found}, None)
+        return _cached(request, {"sets": found}, position)
 
     @get("/{set_id:uuid}", operation_id="getSet", summary="One published set.")
     async def icon_set(
-        self, request: Req, container: ContainerDep, set_id: FromPath[UUID]
+        self,
+        request: Req,
+        container: ContainerDep,
+        set_id: FromPath[UUID],
+        min_position: MinPosition = None,
+        x_min_position: XMinPosition = None,
     ) -> Response[Any]:
+        position = await _catalog_position(container, wanted_position(min_position, x_min_position))
         found = await _read(
             lambda: queries.get_set(container.opensearch, CATALOG_ALIAS, str(set_id))
         )
         if found is None:
             raise AggregateNotFound(f"set {set_id} is not in the catalog")
-        return _cached(request, found, None)
+        return _cached(request, found, position)

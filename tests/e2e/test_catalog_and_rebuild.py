@@ -75,8 +75,23 @@ def test_a_renamed_icon_is_found_at_the_position_the_command_returned(
         again = client.get(f"/v1/icons/{icon_id}", headers={"If-None-Match": etag})
         assert (again.status_code, again.content) == (304, b"")
         assert again.headers["etag"] == etag
-        in_set = client.get(f"/v1/sets/{catalog.set_id}").json()
-        assert in_set["id"] == str(catalog.set_id)
+        in_set = client.get(f"/v1/sets/{catalog.set_id}", params={"min_position": position})
+        assert in_set.json()["id"] == str(catalog.set_id)
+        assert int(in_set.headers["x-projection-position"]) >= position
+        suggested = client.get(
+            "/v1/icons/suggest",
+            params={"prefix": name[:13]},
+            headers={"X-Min-Position": str(position)},
+        )
+        assert suggested.json()["suggestions"] == [name]
+        assert int(suggested.headers["x-projection-position"]) >= position
+        family = client.get(f"/v1/families/{catalog.family_id}", params={"min_position": position})
+        assert family.json()["id"] == str(catalog.family_id)
+        assert int(family.headers["x-projection-position"]) >= position
+        sets = client.get(
+            "/v1/sets", params={"family": str(catalog.family_id), "min_position": position}
+        )
+        assert [found["id"] for found in sets.json()["sets"]] == [str(catalog.set_id)]
         bad = client.get("/v1/icons/search", params={"cursor": "not-a-cursor"})
         assert (bad.status_code, bad.json()["code"]) == (422, "validation_failed")
 
