@@ -51,16 +51,39 @@ def _idempotency_key(request: Request[Any, Any, Any]) -> str | None:
     return key
 
 
+def correlation_id(request: Request[Any, Any, Any]) -> str:
+    """The caller's ``X-Correlation-Id``, else this request's id, else a new one."""
+    return request.headers.get("x-correlation-id") or request_id_var.get() or uuid.uuid4().hex
+
+
 def context_for(request: Request[Any, Any, Any], actor: Actor) -> CommandContext:
     return CommandContext(
         actor=actor.id,
         roles=actor.roles,
-        correlation_id=request.headers.get("x-correlation-id")
-        or request_id_var.get()
-        or uuid.uuid4().hex,
+        correlation_id=correlation_id(request),
         idempotency_key=_idempotency_key(request),
         expected_version=_expected_version(request),
     )
+
+
+def command_context(
+    request: Request[Any, Any, Any], container: Container, actor: Actor | None = None
+) -> CommandContext:
+    """The command context of this request: the caller (authenticated unless ``actor`` is
+    given) and its headers; a malformed header is a 422."""
+    try:
+        return context_for(request, actor or actor_of(request, container))
+    except msgspec.ValidationError as exc:
+        from litestar.exceptions import ValidationException
+
+        raise ValidationException(str(exc)) from None
+
+
+def result_headers(result: CommandResult) -> dict[str, str]:
+    return {
+        "ETag": f'"{result.version}"',
+        "Idempotent-Replayed": "true" if result.replayed else "false",
+    }
 
 
 async def run_command(container: Container, command: object, ctx: CommandContext) -> CommandResult:
@@ -82,21 +105,12 @@ async def dispatch(
     actor: Actor | None = None,
 ) -> Response[CommandAccepted]:
     """Authenticate (unless ``actor`` is given), run ``command``, answer with its result."""
-    try:
-        who = actor or actor_of(request, container)
-        ctx = context_for(request, who)
-    except msgspec.ValidationError as exc:
-        from litestar.exceptions import ValidationException
-
-        raise ValidationException(str(exc)) from None
+    ctx = command_context(request, container, actor)
     result = await run_command(container, command, ctx)
     return Response(
         CommandAccepted(str(result.aggregate_id), result.version, result.position),
         status_code=status_code,
-        headers={
-            "ETag": f'"{result.version}"',
-            "Idempotent-Replayed": "true" if result.replayed else "false",
-        },
+        headers=result_headers(result),
     )
 
 

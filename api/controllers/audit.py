@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import uuid
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -15,14 +14,13 @@ from litestar import Controller, Request, Response, get
 from litestar.exceptions import ValidationException
 from litestar.params import FromPath, FromQuery, QueryParameter
 
-from api.commanding import actor_of
+from api.commanding import actor_of, correlation_id
 from api.controllers.deps import ContainerDep
 from commands.errors import AccessDenied
 from commands.policy import Action, Actor, Resource, decide
 from infra.audit import history
 from infra.audit.access import record_access
 from infra.bootstrap import Container
-from infra.logs import request_id_var
 
 Req = Request[Any, Any, Any]
 LogName = Literal["catalog", "commerce", "identity", "audit"]
@@ -52,9 +50,7 @@ async def _authorised(
     decision = decide(actor, Action.AUDIT_READ, Resource("audit"))
     if not decision.allowed:
         raise AccessDenied(decision.reason)
-    correlation = (
-        request.headers.get("x-correlation-id") or request_id_var.get() or uuid.uuid4().hex
-    )
+    correlation = correlation_id(request)
     await asyncio.to_thread(
         record_access,
         container.audit_application,

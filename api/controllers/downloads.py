@@ -11,7 +11,7 @@ import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.params import FromPath, QueryParameter
 
-from api.commanding import actor_of, context_for, run_command
+from api.commanding import command_context, run_command
 from api.controllers.deps import ContainerDep
 from commands import messages as m
 from commands.unit_of_work import UnitOfWork
@@ -76,7 +76,7 @@ class DownloadController(Controller):
             QueryParameter(gt=0, description="raster edge in px (default: largest)"),
         ] = None,
     ) -> Response[DownloadLink]:
-        ctx = context_for(request, actor_of(request, container))
+        ctx = command_context(request, container)
         result = await run_command(
             container, m.RecordDownload(icon_id=icon_id, format=format, size=size), ctx
         )

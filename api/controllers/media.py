@@ -14,17 +14,15 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, get, post, put
 from litestar.datastructures import UploadFile
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException
 from litestar.params import FromPath
 
-from api.commanding import actor_of, context_for
+from api.commanding import command_context, result_headers
 from api.controllers.deps import ContainerDep
 from commands.errors import AggregateNotFound
 from commands.handlers.common import authorize
 from commands.policy import Action
-from commands.results import CommandContext
 from domain.icon_import import IconImport
-from infra.bootstrap import Container
 from pipelines.errors import MediaRefused, RefusalCode
 from pipelines.import_batch import ImportOutcome
 from pipelines.svg_ingest import StoredSvg
@@ -87,13 +85,6 @@ class ImportReport(msgspec.Struct):
     rejected: list[ImportRejectionOut]
 
 
-def _context(request: Req, container: Container) -> CommandContext:
-    try:
-        return context_for(request, actor_of(request, container))
-    except msgspec.ValidationError as exc:
-        raise ValidationException(str(exc)) from None
-
-
 def _media_type(request: Req) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
@@ -129,10 +120,7 @@ def _accepted(stored: StoredSvg, status_code: int) -> Response[SvgAccepted]:
             height=svg.height,
         ),
         status_code=status_code,
-        headers={
-            "ETag": f'"{result.version}"',
-            "Idempotent-Replayed": "true" if result.replayed else "false",
-        },
+        headers=result_headers(result),
     )
 
 
@@ -171,7 +159,7 @@ class IconMediaController(Controller):
     async def upload(
         self, request: Req, container: ContainerDep, icon_id: FromPath[UUID]
     ) -> Response[SvgAccepted]:
-        ctx = _context(request, container)
+        ctx = command_context(request, container)
         raw = await _body(request, SVG_TYPES)
         stored = await asyncio.to_thread(container.svg_ingestion.upload, icon_id, raw, ctx)
         return _accepted(stored, 202)
@@ -189,7 +177,7 @@ class IconMediaController(Controller):
     async def create_upload(
         self, request: Req, container: ContainerDep, icon_id: FromPath[UUID]
     ) -> UploadTicket:
-        ctx = _context(request, container)
+        ctx = command_context(request, container)
         ticket = await asyncio.to_thread(container.svg_ingestion.presign, icon_id, ctx)
         return UploadTicket(
             upload_id=ticket.upload_id,
@@ -214,7 +202,7 @@ class IconMediaController(Controller):
         icon_id: FromPath[UUID],
         upload_id: FromPath[str],
     ) -> Response[SvgAccepted]:
-        ctx = _context(request, container)
+        ctx = command_context(request, container)
         stored = await asyncio.to_thread(container.svg_ingestion.complete, icon_id, upload_id, ctx)
         return _accepted(stored, 202)
 
@@ -241,7 +229,7 @@ class ImportController(Controller):
     async def import_zip(
         self, request: Req, container: ContainerDep, set_id: FromPath[UUID]
     ) -> Response[ImportReport]:
-        ctx = _context(request, container)
+        ctx = command_context(request, container)
         raw = await _body(request, ZIP_TYPES)
         outcome: ImportOutcome = await asyncio.to_thread(
             container.zip_importer.run, set_id, raw, ctx
@@ -264,7 +252,7 @@ class ImportController(Controller):
     async def get_import(
         self, request: Req, container: ContainerDep, import_id: FromPath[UUID]
     ) -> ImportReport:
-        ctx = _context(request, container)
+        ctx = command_context(request, container)
 
         def read() -> IconImport:
             found = container.zip_importer.find(import_id)

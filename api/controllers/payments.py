@@ -8,14 +8,11 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, post
-from litestar.exceptions import ValidationException
 from litestar.params import FromPath, JSONBody
 
-from api.commanding import actor_of, context_for
+from api.commanding import command_context
 from api.controllers.deps import ContainerDep
 from commands.payments.webhooks import handle_event, parse_event
-from commands.results import CommandContext
-from infra.bootstrap import Container
 from infra.stripe_provider import verify_webhook
 
 Req = Request[Any, Any, Any]
@@ -60,13 +57,6 @@ class WebhookAck(msgspec.Struct):
     position: int | None
 
 
-def _context(request: Req, container: Container) -> CommandContext:
-    try:
-        return context_for(request, actor_of(request, container))
-    except msgspec.ValidationError as exc:
-        raise ValidationException(str(exc)) from None
-
-
 class PaymentController(Controller):
     path = "/v1/orders"
     tags = ["payments"]  # noqa: RUF012
@@ -83,7 +73,7 @@ class PaymentController(Controller):
     async def pay(
         self, request: Req, container: ContainerDep, order_id: FromPath[UUID]
     ) -> Response[PaymentView]:
-        ctx = _context(request, container)
+        ctx = command_context(request, container)
         outcome = await asyncio.to_thread(container.payments.pay, order_id, ctx)
         view = PaymentView(
             order_id=str(outcome.order_id),
@@ -109,7 +99,7 @@ class PaymentController(Controller):
         order_id: FromPath[UUID],
         data: JSONBody[RefundBody | None] = None,
     ) -> Response[RefundView]:
-        ctx = _context(request, container)
+        ctx = command_context(request, container)
         reason = data.reason if data else RefundBody().reason
         outcome = await asyncio.to_thread(container.payments.refund, order_id, ctx, reason=reason)
         view = RefundView(

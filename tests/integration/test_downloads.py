@@ -188,6 +188,13 @@ def test_refusals_are_problems_and_record_nothing(
         (headers, shop.free, {"format": "png", "size": 100}, 404, "format_unavailable"),
         (headers, shop.free, {"format": "gif"}, 422, "invalid_choice"),
         (headers, uuid.uuid4(), {"format": "png"}, 404, "not_found"),
+        (
+            {**headers, "Idempotency-Key": "not a key!"},
+            shop.free,
+            {"format": "png"},
+            422,
+            "validation_failed",
+        ),
         ({}, shop.free, {"format": "png"}, 401, "unauthenticated"),
         (
             _auth(app_container, OWNER, "contributor"),
