@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from psycopg.sql import SQL, Identifier
@@ -96,17 +96,29 @@ def replay_all(
     projections: Sequence[Projection],
     name: str,
     until: Mapping[str, int],
-    progress: Progress | None = None,
+    progress: LabelledProgress | None = None,
 ) -> dict[str, RebuildResult]:
     """Replay each projection into its shadow ``name`` (the catalog before popularity, which
-    writes onto it); returns each one's result."""
+    writes onto it); returns each one's result. ``progress`` gets the projection's name."""
     results = {}
     for projection in sorted(projections, key=lambda p: p.name == "popularity"):
         target = shadow_target(container, projection.name, name)
         results[projection.name] = replay(
-            container, projection.contexts, target, name, until, progress=progress
+            container,
+            projection.contexts,
+            target,
+            name,
+            until,
+            progress=None if progress is None else _labelled(progress, projection.name),
         )
     return results
+
+
+LabelledProgress = Callable[[str, int, int], None]  # (projection, events applied, events known)
+
+
+def _labelled(progress: LabelledProgress, label: str) -> Progress:
+    return lambda done, total: progress(label, done, total)
 
 
 def _nothing(_event: Envelope) -> list[object]:

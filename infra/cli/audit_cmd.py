@@ -8,7 +8,7 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -277,17 +277,8 @@ def _replay(args: argparse.Namespace) -> int:
             raise SystemExit(f"iconmarket audit replay: {exc}") from None
         _record(container, "cliReplay", "log", {**vars(args), "until": _format(until)})
         with _progress(console) as update:
-            results = {}
-            for spec in specs:
-                results.update(
-                    replay_all(
-                        container,
-                        [Projection(spec.name, spec.contexts)],
-                        name,
-                        until,
-                        _labelled(update, spec.name),
-                    )
-                )
+            projections = [Projection(spec.name, spec.contexts) for spec in specs]
+            results = replay_all(container, projections, name, until, update)
     except ValueError as exc:
         raise SystemExit(f"iconmarket audit replay: {exc}") from None
     finally:
@@ -299,13 +290,6 @@ def _replay(args: argparse.Namespace) -> int:
             f"{result.new_target!r} in {result.seconds:.1f} s ({result.rate:,.0f} events/s)"
         )
     return 0
-
-
-def _labelled(update: Any, label: str) -> Callable[[int, int], None]:
-    def progress(done: int, total: int) -> None:
-        update(label, done, total)
-
-    return progress
 
 
 def _diff(args: argparse.Namespace) -> int:
