@@ -31,6 +31,7 @@ from projections.cart_view import RedisCartView
 from projections.carts import apply as project_cart
 from projections.catalog import apply as project_catalog
 from projections.catalog_view import OpenSearchCatalogView, create_index
+from projections.keyspace import delete_prefix
 from projections.positions import ProjectionPositions
 from stream.consumer import ConsumerRunner, Delivery
 from stream.topics import topic_for
@@ -102,8 +103,7 @@ def _cart_throughput(container: Container) -> dict[str, Any]:
     try:
         return _throughput(container, "commerce", write)
     finally:
-        for key in container.redis.scan_iter(match=f"{prefix}*", count=5_000):
-            container.redis.delete(key)
+        delete_prefix(container.redis, prefix)
 
 
 def _catalog_throughput(container: Container) -> dict[str, Any]:

@@ -23,7 +23,13 @@ from projections.catalog_alias import (
 from projections.catalog_view import OpenSearchCatalogView, create_index
 from projections.customer_view import RedisCustomerView
 from projections.customers import apply as project_customer
-from projections.keyspace import live_prefix, next_prefix, switch_prefix
+from projections.keyspace import (
+    delete_prefix,
+    glob_escaped,
+    live_prefix,
+    next_prefix,
+    switch_prefix,
+)
 from projections.popularity import apply as project_popularity
 from projections.popularity_view import PopularityView, copy_popularity
 from stream.envelope import Envelope
@@ -96,17 +102,14 @@ class RedisTarget:
 
     def shadow(self, name: str) -> str:
         prefix = shadow_prefix(self._name, name)
-        if next(iter(self._client.scan_iter(match=f"{_glob(prefix)}*", count=1000)), None):
+        if next(iter(self._client.scan_iter(match=f"{glob_escaped(prefix)}*", count=1000)), None):
             raise ValueError(f"the key prefix {prefix!r} is in use already")
         return prefix
 
     def drop(self, target: str) -> int:
         if not target.startswith(SHADOW_PREFIX):
             raise ValueError(f"{target!r} is not a shadow key prefix")
-        keys = list(self._client.scan_iter(match=f"{_glob(target)}*", count=1000))
-        for start in range(0, len(keys), 1000):
-            self._client.delete(*keys[start : start + 1000])
-        return len(keys)
+        return delete_prefix(self._client, target)
 
 
 class PopularityTarget(RedisTarget):
@@ -217,10 +220,6 @@ def shadow_index(name: str) -> str:
 def shadow_of(projection: str, name: str) -> str:
     """Where ``projection``'s shadow ``name`` lives: an index (catalog) or a key prefix."""
     return shadow_index(name) if projection == "catalog" else shadow_prefix(projection, name)
-
-
-def _glob(prefix: str) -> str:
-    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in prefix)
 
 
 def target_for(name: str, redis: Any, opensearch: Any) -> Target:

@@ -25,6 +25,7 @@ import json
 from typing import Any, Protocol
 
 from projections.customers import CustomerWrite
+from projections.keyspace import glob_escaped
 
 # ARGV: version, position, doc kind, doc id, customer (or ''), prefix,
 #       sets (JSON object field -> string), deletes (JSON array), increments (JSON array),
@@ -70,8 +71,6 @@ redis.call('PUBLISH', prefix .. 'customer-changed:' .. customer, ARGV[2])
 return 1
 """
 
-_GLOB_SPECIAL = str.maketrans({c: f"\\{c}" for c in "\\*?[]"})
-
 
 class CustomerView(Protocol):
     """Where customer writes land and customers' orders, library and favourites are read."""
@@ -89,7 +88,7 @@ class CustomerView(Protocol):
 
 def key_patterns(prefix: str) -> list[str]:
     """The SCAN patterns matching every key the view owns under ``prefix``."""
-    escaped = prefix.translate(_GLOB_SPECIAL)
+    escaped = glob_escaped(prefix)
     kinds = ("order", "customer-orders", "library", "library-owner")
     return [f"{escaped}{kind}:*" for kind in kinds]
 

@@ -42,11 +42,16 @@ def stale_prefixes(client: Any, projection: str) -> list[str]:
     return sorted(found)
 
 
+def glob_escaped(prefix: str) -> str:
+    """``prefix`` with Redis glob metacharacters escaped, for ``SCAN MATCH {prefix}*``."""
+    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in prefix)
+
+
 def delete_prefix(client: Any, prefix: str) -> int:
     """Deletes every key under ``prefix``; returns how many."""
     deleted = 0
     batch: list[bytes] = []
-    for key in client.scan_iter(match=f"{prefix}*", count=5_000):
+    for key in client.scan_iter(match=f"{glob_escaped(prefix)}*", count=5_000):
         batch.append(key)
         if len(batch) == 1_000:
             deleted += int(client.unlink(*batch))
