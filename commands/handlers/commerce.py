@@ -7,7 +7,7 @@ from uuid import UUID
 
 from commands import messages as m
 from commands.errors import ProductUnavailable
-from commands.handlers.common import authorize, trace
+from commands.handlers.common import authorize, open_library, trace
 from commands.policy import Action
 from commands.results import CommandContext
 from commands.unit_of_work import UnitOfWork
@@ -98,10 +98,7 @@ def cancel_order(cmd: m.CancelOrder, uow: UnitOfWork, ctx: CommandContext) -> UU
 
 def _library(uow: UnitOfWork, ctx: CommandContext) -> Library:
     authorize(ctx, Action.FAVOURITES_MODIFY, "library", ctx.actor)
-    library_id = Library.create_id(ctx.actor)
-    if uow.exists(library_id):
-        return uow.get(Library, library_id)
-    return uow.add(Library.open(customer_id=ctx.actor, **trace(ctx)))
+    return open_library(uow, ctx.actor, ctx)
 
 
 def add_favourite(cmd: m.AddFavourite, uow: UnitOfWork, ctx: CommandContext) -> UUID:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from commands import messages as m
-from commands.handlers.common import authorize, trace
+from commands.handlers.common import authorize, open_library, trace
 from commands.policy import Action
 from commands.results import CommandContext
 from commands.unit_of_work import UnitOfWork
@@ -21,10 +21,7 @@ from domain.media import MediaFormat
 
 def _library(uow: UnitOfWork, ctx: CommandContext) -> Library:
     authorize(ctx, Action.ICON_DOWNLOAD, "library", ctx.actor)
-    library_id = Library.create_id(ctx.actor)
-    if uow.exists(library_id):
-        return uow.get(Library, library_id)
-    return uow.add(Library.open(customer_id=ctx.actor, **trace(ctx)))
+    return open_library(uow, ctx.actor, ctx)
 
 
 def record_download(cmd: m.RecordDownload, uow: UnitOfWork, ctx: CommandContext) -> UUID:

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from commands import messages as m
 from commands.errors import AggregateNotFound
-from commands.handlers.common import authorize, trace
+from commands.handlers.common import authorize, open_library, trace
 from commands.handlers.grants import icons_to_grant
 from commands.policy import Action
 from commands.results import CommandContext
@@ -188,11 +188,7 @@ def _grant(uow: UnitOfWork, order: Order, ctx: CommandContext) -> None:
     grants what exists, possibly nothing, and is fulfilled all the same (docs/payments.md)."""
     icons = icons_to_grant(uow, order)
     if icons:
-        library_id = Library.create_id(order.customer_id)
-        if uow.exists(library_id):
-            library = uow.get(Library, library_id)
-        else:
-            library = uow.add(Library.open(customer_id=order.customer_id, **trace(ctx)))
+        library = open_library(uow, order.customer_id, ctx)
         library.grant(order_id=order.id, icons=icons, **trace(ctx))
     order.fulfil(**trace(ctx))
 
