@@ -23,7 +23,7 @@ from domain.errors import DomainError
 from domain.icon_import import IconImport, import_id_for
 from domain.icon_set import IconSet
 from pipelines.errors import MediaRefused, RefusalCode
-from pipelines.svg_ingest import SvgIngestion, with_key
+from pipelines.svg_ingest import SvgIngestion, original_message, with_key
 from pipelines.svg_policy import sanitise_svg
 from pipelines.zip_import import ManifestIcon, ZipBatch, ZipLimits, read_batch
 
@@ -138,13 +138,7 @@ class ZipImporter:
         bus = self.ingestion.bus
         icon_id = bus.execute(create, with_key(ctx, f"{step}:create")).aggregate_id
         self.ingestion.store_original(svg)
-        original = m.SvgOriginal(
-            key=svg.key,
-            content_hash=svg.content_hash,
-            size_bytes=svg.size_bytes,
-            width=svg.width,
-            height=svg.height,
-        )
+        original = original_message(svg)
         bus.execute(
             m.RecordOriginal(icon_id=icon_id, original=original), with_key(ctx, f"{step}:original")
         )

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from prometheus_client import REGISTRY, Counter
-
 from commands.bus import CommandBus
 from commands.results import CommandContext, CommandResult
 from domain.errors import DomainError, ErrorCode
@@ -38,6 +36,7 @@ from pipelines.render import DEFAULT_PARAMS, RENDERER_VERSION, RenderParams, ren
 from pipelines.render_timeout import RenderFunction
 from stream.consumer import Delivery
 from stream.envelope import Envelope
+from stream.metrics import counter
 
 log = logging.getLogger("iconmarket.media")
 
@@ -46,17 +45,12 @@ SERVICE_ACTOR = "service:media"
 GROUP_ID = "media-derivatives"
 
 
-def _counter(name: str, doc: str, labels: list[str]) -> Counter:
-    existing = REGISTRY._names_to_collectors.get(name)  # no public lookup exists
-    return existing if isinstance(existing, Counter) else Counter(name, doc, labels)
-
-
-OUTPUTS = _counter(
+OUTPUTS = counter(
     "iconmarket_media_outputs",
     "Derivative outputs handled by the media workers: rendered (written) or skipped (stored).",
     ["outcome"],
 )
-ICONS = _counter(
+ICONS = counter(
     "iconmarket_media_icons",
     "Originals handled by the media workers, by outcome (recorded, stale, missing).",
     ["outcome"],

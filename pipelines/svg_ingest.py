@@ -32,6 +32,17 @@ from pipelines.svg_policy import SVG_MEDIA_TYPE, SanitisedSvg, SvgLimits, saniti
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
+def original_message(svg: SanitisedSvg) -> m.SvgOriginal:
+    """What a command records of a stored, sanitised original."""
+    return m.SvgOriginal(
+        key=svg.key,
+        content_hash=svg.content_hash,
+        size_bytes=svg.size_bytes,
+        width=svg.width,
+        height=svg.height,
+    )
+
+
 @dataclass(frozen=True)
 class PresignedUpload:
     """Where a client PUTs a large SVG, and the id to complete the upload with."""
@@ -116,13 +127,7 @@ class SvgIngestion:
 
     def record(self, icon: Icon, svg: SanitisedSvg, ctx: CommandContext) -> CommandResult:
         """Append OriginalRecorded (first upload) or SvgRevised (later ones)."""
-        original = m.SvgOriginal(
-            key=svg.key,
-            content_hash=svg.content_hash,
-            size_bytes=svg.size_bytes,
-            width=svg.width,
-            height=svg.height,
-        )
+        original = original_message(svg)
         first = m.RecordOriginal(icon_id=icon.id, original=original)
         later = m.ReviseSvg(icon_id=icon.id, original=original)
         primary, other = (first, later) if icon.original is None else (later, first)

@@ -21,21 +21,22 @@ def _registered(kind: type[_Metric], name: str) -> _Metric | None:
     return existing if isinstance(existing, kind) else None
 
 
-def _counter(name: str, doc: str, labels: list[str]) -> Counter:
+def counter(name: str, doc: str, labels: list[str]) -> Counter:
+    """A labelled counter, reused if this process registered it already."""
     return _registered(Counter, name) or Counter(name, doc, labels)
 
 
-PROCESSED = _counter(
+PROCESSED = counter(
     "iconmarket_consumer_messages_processed",
     "Messages a consumer's handler processed successfully (rate = throughput).",
     ["group", "topic"],
 )
-HANDLER_FAILURES = _counter(
+HANDLER_FAILURES = counter(
     "iconmarket_consumer_handler_failures",
     "Handler calls that raised, by mode (batch or single); each is retried or dead-lettered.",
     ["group", "topic", "mode"],
 )
-DEAD_LETTERED = _counter(
+DEAD_LETTERED = counter(
     "iconmarket_consumer_dead_lettered",
     "Messages written to the dead-letter topic after failing max_attempts times.",
     ["group", "topic"],
