@@ -6,20 +6,18 @@ import argparse
 import getpass
 import json
 import sys
-import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from infra.audit.history import CONTEXT_NAMES, LogFilter
 from infra.bootstrap import bootstrap
+from infra.cli.progress import event_progress
 from infra.cli.project_cmd import PROJECTIONS, SPECS
 
 DEFAULT_OUT = Path(".audit")
@@ -156,33 +154,6 @@ def _record(container: Any, operation: str, target: str, options: dict[str, Any]
     )
 
 
-def _bar(console: Console) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]} events/s"),
-        TimeRemainingColumn(),
-        console=console,
-    )
-
-
-@contextmanager
-def _progress(console: Console) -> Iterator[Any]:
-    """A progress callback ``(label, done, total)`` showing one bar per label, with a rate."""
-    with _bar(console) as bar:
-        tasks: dict[str, tuple[Any, float]] = {}
-
-        def update(label: str, done: int, total: int) -> None:
-            if label not in tasks:
-                tasks[label] = (bar.add_task(label, total=total, rate="-"), time.perf_counter())
-            task, began = tasks[label]
-            rate = done / max(time.perf_counter() - began, 1e-9)
-            bar.update(task, completed=done, total=max(total, done), rate=f"{rate:,.0f}")
-
-        yield update
-
-
 def _verify(args: argparse.Namespace) -> int:
     from infra.audit.verify import verify_context, write_checkpoint
 
@@ -195,7 +166,7 @@ def _verify(args: argparse.Namespace) -> int:
     container.audit_application  # noqa: B018
     verdicts = []
     try:
-        with _progress(console) as update:
+        with event_progress(console) as update:
             verdicts = [verify_context(dsn, context, update) for context in contexts]
     finally:
         container.close()
@@ -276,7 +247,7 @@ def _replay(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise SystemExit(f"iconmarket audit replay: {exc}") from None
         _record(container, "cliReplay", "log", {**vars(args), "until": _format(until)})
-        with _progress(console) as update:
+        with event_progress(console) as update:
             projections = [Projection(spec.name, spec.contexts) for spec in specs]
             results = replay_all(container, projections, name, until, update)
     except ValueError as exc:
@@ -346,7 +317,7 @@ def _export(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
     try:
         _record(container, "cliExport", "log", vars(args))
-        with _progress(console) as update:
+        with event_progress(console) as update:
             count = export(
                 container, args.context or list(CONTEXT_NAMES), wanted, out.write, update
             )

@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from infra.bootstrap import Container, bootstrap
+from infra.cli.progress import event_progress
 from infra.logs import configure
 from infra.rebuild import rebuild
 from infra.targets import apply_live, target_for
@@ -182,27 +175,13 @@ def _rebuild(args: argparse.Namespace) -> int:
     container = bootstrap()
     configure(container.settings.log_level)
     console = Console(stderr=True)
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]} events/s"),
-        TimeRemainingColumn(),
-    )
     try:
-        with Progress(*columns, console=console) as bar:
-            task = bar.add_task(f"rebuild {spec.name}", total=None, rate="-")
-            began = time.perf_counter()
-
-            def progress(done: int, total: int) -> None:
-                rate = done / max(time.perf_counter() - began, 1e-9)
-                bar.update(task, completed=done, total=total, rate=f"{rate:,.0f}")
-
+        with event_progress(console) as update:
             result = rebuild(
                 container,
                 spec.contexts,
                 target_for(spec.name, container.redis, container.opensearch),
-                progress,
+                lambda done, total: update(f"rebuild {spec.name}", done, total),
             )
         print(
             f"{spec.name}: rebuilt {result.events} events into {result.new_target!r} in "
