@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from infra.stack.artifacts import cached, maven_runtime_classpath, require_tool
@@ -31,6 +32,18 @@ Configuration:
       - name: org.apache.kafka.controller
         level: WARN
 """
+
+
+def new_cluster_id(random_uuid: Callable[[], uuid.UUID] = uuid.uuid4) -> str:
+    """A KRaft cluster id (URL-safe base64 of a random UUID) that never starts with ``-``.
+
+    An id starting with ``-`` is read as an option by ``StorageTool format`` (about 1 in 64 of
+    random UUIDs); Kafka's own generator redraws those too.
+    """
+    while True:
+        candidate = base64.urlsafe_b64encode(random_uuid().bytes).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
 
 
 class Kafka(Service):
@@ -96,15 +109,14 @@ class Kafka(Service):
         (config / "log4j2.yaml").write_text(LOG4J2_YAML)
         ctx.own(home)
         if not (self.data_dir(ctx) / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = new_cluster_id()
             run_as_service_user(
                 ctx,
                 [
                     *self._java(ctx),
                     "kafka.tools.StorageTool",
                     "format",
-                    "-t",
-                    cluster_id,
+                    f"--cluster-id={cluster_id}",
                     "-c",
                     str(config / "server.properties"),
                 ],
