@@ -13,7 +13,9 @@ and ``chain_prev`` (0 when NULL) as signed 64-bit big-endian integers, the topic
 string. :func:`link` is the same function in Python; `infra.audit.verify` recomputes it.
 
 Rows written before the trigger existed have no hash; :func:`seal` fills them in once (``iconmarket
-init``), so history before the chain existed is sealed as it stood at that moment.
+init``), so history before the chain existed is sealed as it stood at that moment. Each log's
+sealing is recorded in ``audit_sealed``; a later ``init`` never seals that log again, so a hash
+removed afterwards is not laundered but stays a break that ``audit verify`` reports.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from psycopg.sql import SQL, Identifier
 
 _NUMBERS = struct.Struct(">qqqi")
 CHECKPOINTS_TABLE = "audit_checkpoints"
+SEALS_TABLE = "audit_sealed"
+SEAL_LOCK = "iconmarket-audit-seal"
 SEAL_BATCH = 20_000
 
 
@@ -61,12 +65,47 @@ def ensure_checkpoints_table(conn: psycopg.Connection[Any]) -> None:
     )
 
 
+def ensure_seals_table(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(
+        SQL(
+            "CREATE TABLE IF NOT EXISTS {table} ("
+            "context text PRIMARY KEY, position bigint NOT NULL, sealed bigint NOT NULL, "
+            "sealed_at timestamptz NOT NULL DEFAULT now())"
+        ).format(table=Identifier(SEALS_TABLE))
+    )
+
+
+@dataclass(frozen=True)
+class Sealing:
+    """When a log's history was sealed: its head then, and how many rows got a hash."""
+
+    context: str
+    position: int
+    sealed: int
+    sealed_at: Any
+
+
+def sealing(conn: psycopg.Connection[Any], context: str) -> Sealing | None:
+    """The recorded sealing of ``context``'s log, or None if it was never sealed."""
+    ensure_seals_table(conn)
+    row = conn.execute(
+        SQL("SELECT position, sealed, sealed_at FROM {table} WHERE context = %s").format(
+            table=Identifier(SEALS_TABLE)
+        ),
+        (context,),
+    ).fetchone()
+    return None if row is None else Sealing(context, int(row[0]), int(row[1]), row[2])
+
+
 @dataclass
 class SealResult:
-    """Rows given a hash by :func:`seal`, and rows it could not seal (their predecessor is gone)."""
+    """Rows given a hash by :func:`seal`, and rows it could not seal (their predecessor is gone).
+
+    ``already`` is the earlier sealing when the log was sealed before (nothing was done)."""
 
     sealed: int = 0
     orphans: list[tuple[str, int, int]] = field(default_factory=list)
+    already: Sealing | None = None
 
 
 def _unsealed(conn: psycopg.Connection[Any], table: str) -> list[tuple[Any, ...]]:
@@ -146,18 +185,43 @@ def seal(
             return result
 
 
+def _record_sealing(conn: psycopg.Connection[Any], context: str, result: SealResult) -> None:
+    conn.execute(
+        SQL(
+            "INSERT INTO {seals} (context, position, sealed) "
+            "SELECT %s, coalesce(max(notification_id), 0), %s FROM {table}"
+        ).format(seals=Identifier(SEALS_TABLE), table=Identifier(events_table(context))),
+        (context, result.sealed),
+    )
+
+
 def seal_all(dsn: str, contexts: list[str], report: Callable[[str], None]) -> list[SealResult]:
-    """Create the checkpoints table and seal every context's unsealed rows (``iconmarket init``)."""
-    results = []
+    """Create the checkpoints table and, once per log, seal its rows written before the chain
+    (``iconmarket init``). A log whose sealing is recorded is left alone: a row found without a
+    hash later was written around the trigger or had its hash removed, and must stay visible."""
+    results: list[SealResult] = []
     with psycopg.connect(dsn, autocommit=True) as conn:
         ensure_checkpoints_table(conn)
-        for context in contexts:
-            result = seal(conn, context, report)
-            for aggregate_id, version, position in result.orphans:
-                report(
-                    f"audit: {context} event {aggregate_id} v{version} at position {position} "
-                    "cannot be sealed: its previous version is missing (run `iconmarket audit "
-                    "verify`)"
-                )
-            results.append(result)
+        ensure_seals_table(conn)
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (SEAL_LOCK,))  # one init at a time
+        try:
+            results = [_seal_once(conn, context, report) for context in contexts]
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (SEAL_LOCK,))
     return results
+
+
+def _seal_once(
+    conn: psycopg.Connection[Any], context: str, report: Callable[[str], None]
+) -> SealResult:
+    earlier = sealing(conn, context)
+    if earlier is not None:
+        return SealResult(already=earlier)
+    result = seal(conn, context, report)
+    for aggregate_id, version, position in result.orphans:
+        report(
+            f"audit: {context} event {aggregate_id} v{version} at position {position} "
+            "cannot be sealed: its previous version is missing (run `iconmarket audit verify`)"
+        )
+    _record_sealing(conn, context, result)
+    return result

@@ -22,7 +22,14 @@ from typing import Any
 import psycopg
 from psycopg.sql import SQL, Identifier
 
-from infra.audit.chain import CHECKPOINTS_TABLE, ensure_checkpoints_table, events_table, link
+from infra.audit.chain import (
+    CHECKPOINTS_TABLE,
+    Sealing,
+    ensure_checkpoints_table,
+    events_table,
+    link,
+    sealing,
+)
 
 BATCH = 20_000
 _POSITION = struct.Struct(">q")
@@ -98,8 +105,11 @@ def _uid(raw: bytes) -> str:
 class _Walk:
     """The state of one pass: each aggregate's last row, the running log hash, the breaks."""
 
-    def __init__(self, context: str, marks: list[Checkpoint]) -> None:
+    def __init__(
+        self, context: str, marks: list[Checkpoint], sealed: Sealing | None = None
+    ) -> None:
         self.context = context
+        self.sealed = sealed
         self.last: dict[bytes, tuple[int, int, bytes | None]] = {}
         self.running = b""
         self.count = 0
@@ -163,7 +173,7 @@ class _Walk:
             else:
                 prev_hash = last[2]
         if stored is None:
-            self._break("unsealed", oid, version, position, "the row has no chain hash")
+            self._break("unsealed", oid, version, position, self._unsealed_detail(position))
         elif prev_hash is not None:
             digest = link(prev_hash, oid, version, position, prev_position, topic, state)
             if digest != stored:
@@ -179,6 +189,16 @@ class _Walk:
             self.running + _POSITION.pack(position) + (stored or b"")
         ).digest()
         self.count += 1
+
+    def _unsealed_detail(self, position: int) -> str:
+        if self.sealed is None:
+            return "the row has no chain hash (the log was never sealed: run `iconmarket init`)"
+        if position <= self.sealed.position:
+            return (
+                f"the row has no chain hash, yet the log was sealed up to position "
+                f"{self.sealed.position} on {self.sealed.sealed_at}: its hash was removed since"
+            )
+        return "the row has no chain hash: it was written around the trigger"
 
     def _break(
         self, kind: str, oid: bytes, version: int, position: int | None, detail: str
@@ -210,6 +230,7 @@ def verify_context(
     with psycopg.connect(dsn) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         marks = checkpoints(conn, context)
+        sealed = sealing(conn, context)
         conn.commit()
         head_row = conn.execute(
             SQL("SELECT coalesce(max(notification_id), 0), count(*) FROM {table}").format(
@@ -218,7 +239,7 @@ def verify_context(
         ).fetchone()
         assert head_row is not None
         head, total = int(head_row[0]), int(head_row[1])
-        walk = _Walk(context, marks)
+        walk = _Walk(context, marks, sealed)
         query = SQL(
             "SELECT uuid_send(originator_id), originator_version, notification_id, chain_prev, "
             "convert_to(coalesce(topic, ''), 'UTF8'), coalesce(state, ''::bytea), chain_hash "

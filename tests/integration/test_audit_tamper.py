@@ -171,3 +171,46 @@ def test_a_row_inserted_around_the_trigger_is_reported_unsealed(
     code, report = _verify(monkeypatch, capsys, scratch_settings.postgres_db)
     assert code == 1
     assert ("unsealed", str(story.cart_id), 1, 1) in _breaks(report)
+
+
+def test_init_seals_once_so_a_hash_removed_later_is_reported_not_laundered(
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with scratch_database(settings) as scratch_settings:
+        container: Container = bootstrap(scratch_settings)
+        try:
+            story = write_story(container, uuid.uuid4().hex[:6])
+        finally:
+            container.close()
+        db = scratch_settings.postgres_db
+        monkeypatch.setenv("ICONMARKET_POSTGRES_DB", db)
+        # history from before the chain: the first init seals it
+        _sql(scratch_settings, "UPDATE commerce_events SET chain_hash = NULL, chain_prev = NULL")
+        assert main(["init"]) == 0
+        sealed = _sql(
+            scratch_settings,
+            "SELECT position, sealed FROM audit_sealed WHERE context = 'commerce'",
+        )
+        assert sealed == (12, 12)
+        assert main(["audit", "verify", "--json", "--context", "commerce", "--no-checkpoint"]) == 0
+        assert json.loads(capsys.readouterr().out)["breaks"] == []
+
+        _sql(
+            scratch_settings,
+            "UPDATE commerce_events SET chain_hash = NULL WHERE notification_id = 9",
+        )
+        assert main(["init"]) == 0  # a restart: must not seal that row again
+        assert _sql(
+            scratch_settings, "SELECT chain_hash FROM commerce_events WHERE notification_id = 9"
+        ) == (None,)
+        assert _sql(
+            scratch_settings,
+            "SELECT position, sealed FROM audit_sealed WHERE context = 'commerce'",
+        ) == (12, 12)
+        capsys.readouterr()
+        code, report = _verify(monkeypatch, capsys, db)
+        assert code == 1
+        assert _breaks(report) == [("unsealed", str(story.transaction_id), 2, 9)]
+        assert "sealed up to position 12" in report["breaks"][0]["detail"]
