@@ -1,10 +1,12 @@
 """The consumer runner: the Kafka plumbing every projector and pipeline stage runs inside.
 
 A handler never touches a Kafka client. The runner polls a batch, hands it to the handler as
-decoded `Delivery` objects and commits the batch's offsets once the handler returned. A failing
-batch is retried with capped exponential backoff; a batch that keeps failing is split and its
-messages retried one by one, so a poison message is isolated: once it has failed
-``max_attempts`` times it is copied to ``<topic>.dlq`` (acks=all) and the runner moves on.
+decoded `Delivery` objects and commits the batch's offsets once the handler returned. Failures
+are classified in one place (`stream.failures`): a transient one (a dependency is down) is
+retried with capped backoff for as long as it lasts, partitions paused, never dead-lettered. A
+poison batch is split and its messages retried one by one, so the poison message is isolated:
+once it has failed ``max_attempts`` times it is parked (`stream.parking`) together with every
+later message of its key, copied to ``<topic>.dlq`` (acks=all), and the runner moves on.
 
 Delivery is at-least-once (a crash before the commit redelivers the batch; a retried batch
 re-runs the messages that had succeeded in it), so handlers must be idempotent.
@@ -14,11 +16,12 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol
@@ -27,8 +30,10 @@ import msgspec
 
 from infra.settings import Settings
 from stream import metrics
-from stream.dlq import DeadLetterPublisher, KafkaPublisher, dead_letter_headers
+from stream.dlq import DeadLetterPublisher, KafkaPublisher, dead_letter_headers, describe_error
 from stream.envelope import Envelope, decode
+from stream.failures import is_transient
+from stream.parking import ParkedEvent, ParkingLot, ParkRequest, PostgresParkingLot, in_partitions
 from stream.topics import dead_letter_topic
 
 log = logging.getLogger("iconmarket.consumer")
@@ -43,14 +48,6 @@ BATCH_LINGER_S = 0.002
 
 class UndecodableMessage(ValueError):
     """The message's bytes are not a valid envelope: a poison message."""
-
-
-class TransientError(Exception):
-    """Raised by a handler when the failure is not the messages' fault (a view store is down).
-
-    The batch is retried with backoff until it succeeds or the runner stops; transient failures
-    never count toward ``max_attempts`` and never dead-letter a message.
-    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,8 +201,17 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+class KeyParked(Exception):
+    """Why a message was parked without being tried: an earlier event of its key is parked."""
+
+
 class BatchProcessor:
-    """Runs the handler over one polled batch: retries, isolation, dead letters. No consumer.
+    """Runs the handler over one polled batch: failure classes, isolation, parking. No consumer.
+
+    A failure is classified by `stream.failures.classify`: a transient one (a dependency is down)
+    is retried with capped backoff for as long as it lasts and never parks anything; a poison one
+    is retried up to the policy's attempts, then the message is parked (`stream.parking`) with
+    every later message of its key, and copied to the dead-letter topic.
 
     ``wait(seconds)`` sleeps between retries and returns True when the runner is stopping; the
     batch is then abandoned after the messages already done (the rest is redelivered).
@@ -219,6 +225,7 @@ class BatchProcessor:
         policy: RetryPolicy,
         dead_letters: DeadLetterPublisher,
         wait: Callable[[float], bool],
+        parking: ParkingLot,
         now: Callable[[], dt.datetime] = _utc_now,
     ) -> None:
         self.group_id = group_id
@@ -226,34 +233,166 @@ class BatchProcessor:
         self._policy = policy
         self._dead_letters = dead_letters
         self._wait = wait
+        self._parking = parking
         self._now = now
+        self._parked: set[bytes] | None = None
+        self._blockers: dict[bytes, str] = {}
+        self._reload = False
+
+    def reload_parked(self) -> None:
+        """Read the parked keys again before the next batch (the assignment changed)."""
+        self._reload = True
 
     def process(self, deliveries: Sequence[Delivery]) -> Progress:
+        parked = self._parked_keys()
+        if parked is None:
+            return Progress(complete=False)
         progress = Progress()
+        live = [d for d in deliveries if d.key is None or d.key not in parked]
         prior = 0
-        if len(deliveries) > 1:
-            outcome = self._attempt(deliveries, failures=0, solo=False)
+        applied_all = False
+        if len(live) > 1:
+            outcome = self._attempt(live, failures=0, solo=False)
             if outcome.stopped:
                 return Progress(complete=False)
-            if outcome.step is None:
-                for delivery in deliveries:
-                    progress.done(delivery)
-                return progress
-            prior = outcome.failures
-            log.warning(
-                "batch keeps failing; retrying its messages one by one",
-                extra={"group": self.group_id, "size": len(deliveries), "attempts": prior},
-            )
+            applied_all = outcome.step is None
+            if not applied_all:
+                prior = outcome.failures
+                log.warning(
+                    "batch keeps failing; retrying its messages one by one",
+                    extra={"group": self.group_id, "size": len(live), "attempts": prior},
+                )
         for delivery in deliveries:
-            outcome = self._attempt([delivery], failures=prior, solo=True)
-            if outcome.stopped:
-                progress.complete = False
-                return progress
-            if outcome.step is Step.DEAD_LETTER:
-                assert outcome.error is not None
-                self._dead_letter(delivery, outcome.error, outcome.failures)
+            if delivery.key is not None and delivery.key in parked:
+                if not self._park(delivery, None, 0):
+                    progress.complete = False
+                    return progress
+            elif not applied_all:
+                outcome = self._attempt([delivery], failures=prior, solo=True)
+                if outcome.stopped:
+                    progress.complete = False
+                    return progress
+                if outcome.step is Step.DEAD_LETTER:
+                    assert outcome.error is not None
+                    if not self._park(delivery, outcome.error, outcome.failures):
+                        progress.complete = False
+                        return progress
             progress.done(delivery)
         return progress
+
+    def resolve_requests(self, partitions: Collection[Partition] | None = None) -> bool:
+        """Carry out the operators' pending replay/skip requests for the events parked on
+        ``partitions`` (None: all). Returns False when the runner is stopping."""
+        found: list[list[ParkRequest]] = []
+        if not self._durably("read park requests", lambda: found.append(self._pending())):
+            return False
+        return all(self._resolve(request, partitions) for request in found[0])
+
+    def _pending(self) -> list[ParkRequest]:
+        return self._parking.pending_requests(self.group_id)
+
+    def _resolve(self, request: ParkRequest, partitions: Collection[Partition] | None) -> bool:
+        found: list[list[ParkedEvent]] = []
+        if not self._durably(
+            "read parked events",
+            lambda: found.append(self._parking.entries(self.group_id, request.key)),
+        ):
+            return False
+        mine = in_partitions(found[0], partitions)
+        outcome: dict[str, Any] = {
+            "action": request.action,
+            "requested_by": request.requested_by,
+            "reason": request.reason,
+            "applied": 0,
+            "skipped": 0,
+            "still_parked": 0,
+        }
+        by_key: dict[bytes | None, list[ParkedEvent]] = {}
+        for event in mine:
+            by_key.setdefault(event.key, []).append(event)
+        for key, events in by_key.items():
+            if not self._resolve_key(request, key, events, outcome):
+                return False
+        if len(mine) == len(found[0]):  # nothing left on another member's partitions
+            if not self._durably(
+                "finish park request", lambda: self._parking.finish(request.id, outcome)
+            ):
+                return False
+            log.info(
+                "park request carried out",
+                extra={"group": self.group_id, "request": request.id, **outcome},
+            )
+        return True
+
+    def _resolve_key(
+        self,
+        request: ParkRequest,
+        key: bytes | None,
+        events: Sequence[ParkedEvent],
+        outcome: dict[str, Any],
+    ) -> bool:
+        for index, event in enumerate(events):
+            if request.action == "replay":
+                delivery = to_delivery(
+                    Record(
+                        event.topic, event.partition, event.offset, key, event.value, event.headers
+                    )
+                )
+                result = self._attempt([delivery], failures=0, solo=True)
+                if result.stopped:
+                    return False
+                if result.step is Step.DEAD_LETTER:
+                    error = describe_error(result.error or Exception())
+                    record_failure = functools.partial(
+                        self._parking.update_failure, event, error, result.failures
+                    )
+                    if not self._durably("record a parked event's failure", record_failure):
+                        return False
+                    outcome["still_parked"] += len(events) - index
+                    return True
+            if not self._durably(
+                "release a parked event", functools.partial(self._parking.release, event)
+            ):
+                return False
+            outcome["applied" if request.action == "replay" else "skipped"] += 1
+            metrics.UNPARKED.labels(self.group_id, event.topic, request.action).inc()
+        if key is not None and self._parked is not None:
+            self._parked.discard(key)
+            self._blockers.pop(key, None)
+        return True
+
+    def _parked_keys(self) -> set[bytes] | None:
+        if self._parked is None or self._reload:
+            loaded: list[set[bytes]] = []
+            if not self._durably(
+                "load parked keys",
+                lambda: loaded.append(self._parking.parked_keys(self.group_id)),
+            ):
+                return None
+            self._parked, self._reload = loaded[0], False
+        return self._parked
+
+    def _durably(self, what: str, action: Callable[[], object]) -> bool:
+        """Run ``action``, waiting out transient failures; False when the runner is stopping.
+        Any other failure propagates (a bug, not a dependency)."""
+        failures = 0
+        while True:
+            try:
+                action()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                failures += 1
+                delay = self._policy.backoff.delay(failures)
+                metrics.TRANSIENT_FAILURES.labels(self.group_id, what).inc()
+                log.warning(
+                    "dependency unavailable; retrying",
+                    extra={"group": self.group_id, "doing": what, "error": repr(exc)},
+                )
+                if self._wait(delay):
+                    return False
+            else:
+                return True
 
     def _attempt(self, deliveries: Sequence[Delivery], *, failures: int, solo: bool) -> _Outcome:
         transient = 0
@@ -262,9 +401,10 @@ class BatchProcessor:
                 self._handler(deliveries)
             except Exception as exc:
                 self._count_failure(deliveries, solo)
-                if isinstance(exc, TransientError):
+                if is_transient(exc):
                     transient += 1
                     delay = self._policy.backoff.delay(transient)
+                    metrics.TRANSIENT_FAILURES.labels(self.group_id, "handle").inc()
                 else:
                     failures += 1
                     step = self._policy.after_failure(failures=failures, solo=solo)
@@ -287,7 +427,44 @@ class BatchProcessor:
         for topic in _count_by_topic(deliveries):
             metrics.HANDLER_FAILURES.labels(self.group_id, topic, mode).inc()
 
-    def _dead_letter(self, delivery: Delivery, error: Exception, attempts: int) -> None:
+    def _park(self, delivery: Delivery, error: Exception | None, attempts: int) -> bool:
+        """Park ``delivery`` (the poison itself when ``error`` is given, else a message behind an
+        earlier parked event of its key): stored, then copied to the DLQ. False when stopping."""
+        coordinates = f"{delivery.topic}/{delivery.partition}/{delivery.offset}"
+        behind = None
+        if error is None:
+            assert delivery.key is not None
+            behind = self._blockers.get(delivery.key, "an earlier parked event of its key")
+            error = KeyParked(f"parked behind {behind}")
+        event = ParkedEvent(
+            group_id=self.group_id,
+            topic=delivery.topic,
+            partition=delivery.partition,
+            offset=delivery.offset,
+            key=delivery.key,
+            value=delivery.value,
+            headers=delivery.raw_headers,
+            error=describe_error(error),
+            attempts=attempts,
+            behind=behind,
+            seq=0,
+        )
+        if not self._durably("park", lambda: self._parking.park(event)):
+            return False
+        if not self._durably(
+            "dead-letter", lambda: self._dead_letter(delivery, error, attempts, behind)
+        ):
+            return False
+        if delivery.key is not None and self._parked is not None:
+            self._parked.add(delivery.key)
+            self._blockers.setdefault(delivery.key, coordinates)
+        reason = "poison" if behind is None else "behind"
+        metrics.PARKED.labels(self.group_id, delivery.topic, reason).inc()
+        return True
+
+    def _dead_letter(
+        self, delivery: Delivery, error: Exception, attempts: int, behind: str | None
+    ) -> None:
         headers = dead_letter_headers(
             delivery.raw_headers,
             error=error,
@@ -296,13 +473,16 @@ class BatchProcessor:
             source_offset=delivery.offset,
             attempts=attempts,
             failed_at=self._now(),
+            group_id=self.group_id,
+            behind=behind,
         )
         written = self._dead_letters.publish(
             dead_letter_topic(delivery.topic), delivery.key, delivery.value, headers
         )
-        metrics.DEAD_LETTERED.labels(self.group_id, delivery.topic).inc()
+        if behind is None:
+            metrics.DEAD_LETTERED.labels(self.group_id, delivery.topic).inc()
         log.error(
-            "message dead-lettered",
+            "message parked" if behind else "message dead-lettered and its key parked",
             extra={
                 "group": self.group_id,
                 "source": f"{delivery.topic}/{delivery.partition}/{delivery.offset}",
@@ -320,13 +500,21 @@ def _count_by_topic(deliveries: Sequence[Delivery]) -> dict[str, int]:
     return counts
 
 
+PARK_REQUESTS_EVERY_S = 1.0
+WAIT_SLICE_S = 0.5
+
+
 class ConsumerRunner:
-    """One member of a consumer group: poll → handler → retry/dead-letter → commit → repeat.
+    """One member of a consumer group: poll → handler → retry/park → commit → repeat.
 
     Nothing connects until `run`, which blocks until `stop` is called (from any thread, or by
     `serve` on SIGTERM/SIGINT): the current batch is finished and committed, then the consumer
-    closes. Offsets are committed only after the handler returned or the message was
-    dead-lettered; a failure to write a dead letter propagates out of `run` uncommitted.
+    closes. Offsets are committed only after the handler returned or the message was parked.
+
+    While a failure is being retried the runner pauses its partitions and keeps polling, so it
+    stays in its group however long a dependency is down, and keeps its lag metrics current;
+    messages that were already fetched are kept for after the retry. Between batches it carries
+    out the operators' replay/skip requests for its parked events (`stream.parking`).
     """
 
     def __init__(
@@ -344,6 +532,7 @@ class ConsumerRunner:
         max_poll_interval_s: float = 300.0,
         client_id: str | None = None,
         dead_letters: DeadLetterPublisher | None = None,
+        parking: ParkingLot | None = None,
     ) -> None:
         if not topics:
             raise ValueError("a consumer needs at least one topic")
@@ -356,17 +545,23 @@ class ConsumerRunner:
         self.client_id = client_id or f"iconmarket-{group_id}"
         self.policy = RetryPolicy(max_attempts, batch_attempts, backoff or Backoff())
         self._dead_letters = dead_letters or KafkaPublisher(settings, f"{self.client_id}-dlq")
+        self._parking = parking or PostgresParkingLot(settings)
         self._stop = threading.Event()
         self._processor = BatchProcessor(
             group_id,
             handler,
             policy=self.policy,
             dead_letters=self._dead_letters,
-            wait=self._stop.wait,
+            wait=self._wait_paused,
+            parking=self._parking,
         )
         self._committed: dict[Partition, int] = {}
         self._commits = threading.Condition()
         self._lag_labels: set[Partition] = set()
+        self._consumer: Any = None
+        self._kept: list[Any] = []  # messages polled while paused, handled next
+        self._next: dict[Partition, int] = {}  # next offset to handle, per partition
+        self._requests_checked = 0.0
 
     def stop(self) -> None:
         """Ask `run` to return after the current batch (safe from any thread or signal)."""
@@ -407,22 +602,35 @@ class ConsumerRunner:
                 "logger": kafka_client_log,
             }
         )
-        consumer.subscribe(list(self.topics))
+        consumer.subscribe(list(self.topics), on_assign=self._assigned)
+        self._consumer = consumer
         log.info("consumer started", extra={"group": self.group_id, "topics": self.topics})
         try:
             while not self._stop.is_set():
                 self._cycle(consumer)
         finally:
+            self._consumer = None
             try:
                 self._dead_letters.close()
+                self._parking.close()
             finally:
                 consumer.close()
             log.info("consumer stopped", extra={"group": self.group_id})
+
+    def _assigned(self, _consumer: Any, partitions: list[Any]) -> None:
+        """A (re)assignment: positions restart from the group's commits; parked keys are reread."""
+        for tp in partitions:
+            self._next.pop((tp.topic, tp.partition), None)
+        self._kept = [m for m in self._kept if (m.topic(), m.partition()) not in self._next]
+        self._processor.reload_parked()
 
     def _poll(self, consumer: Any) -> list[Any]:
         """Wait (up to the poll timeout) for one message, then take what is already fetched, up
         to a batch. ``consume(n, timeout)`` alone waits for n messages or the whole timeout, which
         made a lone event wait up to a second before its projection saw it."""
+        if self._kept:
+            kept, self._kept = self._kept, []
+            return kept
         first = consumer.poll(self.poll_timeout_s)
         if first is None:
             return []
@@ -431,7 +639,12 @@ class ConsumerRunner:
         more = consumer.consume(num_messages=self.batch_size - 1, timeout=BATCH_LINGER_S)
         return [first, *more]
 
+    def _fresh(self, record: Record) -> bool:
+        """False for a message handled already (fetched again after a pause)."""
+        return record.offset >= self._next.get((record.topic, record.partition), -1)
+
     def _cycle(self, consumer: Any) -> None:
+        self._resolve_requests(consumer)
         messages = self._poll(consumer)
         records = []
         for message in messages:
@@ -442,13 +655,63 @@ class ConsumerRunner:
                 raise RuntimeError(f"Kafka consumer failed: {error}")
             else:
                 log.warning("consumer error", extra={"group": self.group_id, "error": str(error)})
+        records = [record for record in records if self._fresh(record)]
         if records:
             records.sort(key=lambda record: (record.topic, record.partition, record.offset))
             started = time.perf_counter()
             progress = self._processor.process([to_delivery(record) for record in records])
+            self._next.update(progress.next_offsets)
             self._commit(consumer, progress.next_offsets)
             metrics.BATCH_DURATION.labels(self.group_id).observe(time.perf_counter() - started)
         self._update_lag(consumer)
+
+    def _resolve_requests(self, consumer: Any) -> None:
+        now = time.monotonic()
+        if now - self._requests_checked < PARK_REQUESTS_EVERY_S:
+            return
+        self._requests_checked = now
+        from confluent_kafka import KafkaException
+
+        try:
+            assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        except KafkaException:
+            return
+        if assigned:
+            self._processor.resolve_requests(assigned)
+
+    def _wait_paused(self, seconds: float) -> bool:
+        """Back off for ``seconds`` with the partitions paused, polling to stay in the group and
+        measuring lag meanwhile; True when the runner is stopping."""
+        consumer = self._consumer
+        if consumer is None:
+            return self._stop.wait(seconds)
+        from confluent_kafka import KafkaException
+
+        metrics.WAITING.labels(self.group_id).set(1)
+        try:
+            assigned = list(consumer.assignment())
+            if assigned:
+                consumer.pause(assigned)
+        except KafkaException:
+            assigned = []
+        deadline = time.monotonic() + seconds
+        try:
+            while not self._stop.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                message = consumer.poll(min(remaining, WAIT_SLICE_S))
+                if message is not None:
+                    self._kept.append(message)
+                self._update_lag(consumer, cached=False)
+        finally:
+            if assigned:
+                try:
+                    consumer.resume(assigned)
+                except KafkaException as exc:
+                    log.debug("resume after a rebalance", extra={"error": str(exc)})
+            metrics.WAITING.labels(self.group_id).set(0)
+        return self._stop.is_set()
 
     def _commit(self, consumer: Any, next_offsets: dict[Partition, int]) -> None:
         from confluent_kafka import KafkaException, TopicPartition
@@ -462,14 +725,15 @@ class ConsumerRunner:
         try:
             consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
-            # The group rebalanced under us: the new owner redelivers this batch.
-            log.warning("commit refused after a rebalance", extra={"error": str(exc)})
+            # The group rebalanced under us (the new owner redelivers this batch), or the broker
+            # is unreachable (a later commit covers these offsets).
+            log.warning("commit refused", extra={"group": self.group_id, "error": str(exc)})
             return
         with self._commits:
             self._committed.update(next_offsets)
             self._commits.notify_all()
 
-    def _update_lag(self, consumer: Any) -> None:
+    def _update_lag(self, consumer: Any, *, cached: bool = True) -> None:
         from confluent_kafka import KafkaException
 
         try:
@@ -482,11 +746,17 @@ class ConsumerRunner:
             current: set[Partition] = set()
             for tp in positions:
                 # The cached end offset comes with every fetch response; asking the broker
-                # would queue behind the long-polling fetch on the same connection.
-                low, high = consumer.get_watermark_offsets(tp, cached=True)
+                # would queue behind the long-polling fetch on the same connection. Paused
+                # partitions fetch nothing, so a backing-off runner asks the broker.
+                if cached:
+                    low, high = consumer.get_watermark_offsets(tp, cached=True)
+                else:
+                    low, high = consumer.get_watermark_offsets(tp, timeout=WAIT_SLICE_S)
                 if high < 0:
                     continue  # nothing fetched there yet
-                position = tp.offset if tp.offset >= 0 else max(low, 0)
+                handled = self._next.get((tp.topic, tp.partition))
+                position = handled if handled is not None else tp.offset
+                position = position if position >= 0 else max(low, 0)
                 labels = (self.group_id, tp.topic, str(tp.partition))
                 metrics.LAG.labels(*labels).set(max(0, high - position))
                 current.add((tp.topic, tp.partition))

@@ -1,8 +1,8 @@
 """Dead-letter topics: what a dead letter carries, writing one, reading and replaying them.
 
-A message that keeps failing is copied to ``<source topic>.dlq`` byte for byte (same key, same
-value, its original headers) plus ``dlq_*`` headers saying where it came from and why it failed.
-Replaying puts the original back on its source topic with a ``dlq_replayed_from`` header.
+A parked message (see `stream.parking`) is copied to ``<source topic>.dlq`` byte for byte (same
+key, same value, its original headers) plus ``dlq_*`` headers saying where it came from, which
+group parked it and why. The copies are for people and alerts; replays go through the parking lot.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import msgspec
 
 from infra.settings import Settings
 from stream.envelope import decode
+from stream.producer import PublishError, producer_config
 from stream.topics import dead_letter_topic
 
 Headers = list[tuple[str, bytes]]
@@ -27,9 +28,11 @@ SOURCE_PARTITION = "dlq_source_partition"
 SOURCE_OFFSET = "dlq_source_offset"
 ATTEMPTS = "dlq_attempts"
 FAILED_AT = "dlq_failed_at"
-REPLAYED_FROM = "dlq_replayed_from"
+GROUP = "dlq_group"
+PARKED_BEHIND = "dlq_parked_behind"
 DIAGNOSTIC_HEADERS = frozenset(
     {ERROR, SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET, ATTEMPTS, FAILED_AT}
+    | {GROUP, PARKED_BEHIND}
 )
 MAX_ERROR_CHARS = 2000
 
@@ -58,9 +61,12 @@ def dead_letter_headers(
     source_offset: int,
     attempts: int,
     failed_at: dt.datetime,
+    group_id: str | None = None,
+    behind: str | None = None,
 ) -> Headers:
-    """The original headers followed by the ``dlq_*`` diagnostics of this failure."""
-    return [
+    """The original headers followed by the ``dlq_*`` diagnostics of this failure: the consumer
+    group that parked it and, for a message parked behind its key's poison event, where that is."""
+    diagnostics = [
         *original_headers(headers),
         (ERROR, describe_error(error).encode()),
         (SOURCE_TOPIC, source_topic.encode()),
@@ -69,14 +75,11 @@ def dead_letter_headers(
         (ATTEMPTS, str(attempts).encode()),
         (FAILED_AT, utc_timestamp(failed_at).encode()),
     ]
-
-
-def replay_headers(
-    headers: Sequence[tuple[str, bytes]], dlq_topic: str, partition: int, offset: int
-) -> Headers:
-    """The original headers plus ``dlq_replayed_from`` = ``<dlq topic>/<partition>/<offset>``."""
-    kept = [(name, value) for name, value in original_headers(headers) if name != REPLAYED_FROM]
-    return [*kept, (REPLAYED_FROM, f"{dlq_topic}/{partition}/{offset}".encode())]
+    if group_id is not None:
+        diagnostics.append((GROUP, group_id.encode()))
+    if behind is not None:
+        diagnostics.append((PARKED_BEHIND, behind.encode()))
+    return diagnostics
 
 
 @dataclass(frozen=True)
@@ -97,9 +100,9 @@ class DeadLetterPublisher(Protocol):
 
 
 class KafkaPublisher:
-    """A kafka-python producer with acks=all; each publish waits for its acknowledgement.
-
-    Dead letters and replays are rare, so one synchronous round trip each costs nothing.
+    """Publishes on librdkafka with the relay's producer settings (`producer_config`: acks=all,
+    the same partitioner), so a dead letter lands on the partition number its key has on the
+    source topic. Each publish waits for its acknowledgement; dead letters are rare.
     """
 
     def __init__(self, settings: Settings, client_id: str, timeout_s: float = 30.0) -> None:
@@ -111,27 +114,35 @@ class KafkaPublisher:
     def _connected(self) -> Any:
         """The producer, created on first use (most consumers never dead-letter anything)."""
         if self._producer is None:
-            from kafka import KafkaProducer
+            from confluent_kafka import Producer
 
-            self._producer = KafkaProducer(
-                bootstrap_servers=self._settings.kafka_bootstrap,
-                client_id=self._client_id,
-                acks="all",
-                max_block_ms=int(self._timeout_s * 1000),
-                request_timeout_ms=int(self._timeout_s * 1000),
+            self._producer = Producer(
+                producer_config(self._settings, self._client_id)
+                | {"message.timeout.ms": int(self._timeout_s * 1000), "linger.ms": 0}
             )
         return self._producer
 
     def publish(self, topic: str, key: bytes | None, value: bytes, headers: Headers) -> Written:
         producer = self._connected()
-        future = producer.send(topic, value=value, key=key, headers=list(headers))
-        producer.flush(timeout=self._timeout_s)
-        metadata = future.get(timeout=self._timeout_s)
-        return Written(metadata.topic, metadata.partition, metadata.offset)
+        reports: list[tuple[Any, Any]] = []
+        producer.produce(
+            topic,
+            value=value,
+            key=key,
+            headers=list(headers),
+            on_delivery=lambda error, message: reports.append((error, message)),
+        )
+        producer.flush(self._timeout_s)
+        if not reports:
+            raise PublishError(f"no acknowledgement from Kafka for {topic} in {self._timeout_s}s")
+        error, message = reports[0]
+        if error is not None:
+            raise PublishError(f"Kafka refused the message for {topic}: {error}")
+        return Written(message.topic(), message.partition(), message.offset())
 
     def close(self) -> None:
         if self._producer is not None:
-            self._producer.close(timeout=self._timeout_s)
+            self._producer.flush(self._timeout_s)
             self._producer = None
 
 
@@ -179,7 +190,8 @@ class DeadLetter:
             "event_type": self.event_field("event_type", "type"),
             "event_id": self.event_field("event_id", "event_id"),
             "key": self.key.decode(errors="replace") if self.key is not None else None,
-            "replayed_from": self.header(REPLAYED_FROM),
+            "group": self.header(GROUP),
+            "parked_behind": self.header(PARKED_BEHIND),
         }
 
 

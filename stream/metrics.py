@@ -41,6 +41,29 @@ DEAD_LETTERED = counter(
     "Messages written to the dead-letter topic after failing max_attempts times.",
     ["group", "topic"],
 )
+TRANSIENT_FAILURES = counter(
+    "iconmarket_consumer_transient_failures",
+    "Failures classified transient (a dependency is down): retried with backoff, never parked.",
+    ["group", "doing"],
+)
+PARKED = counter(
+    "iconmarket_consumer_parked",
+    "Messages parked: the poison event itself (reason=poison) or a later event of its key "
+    "(reason=behind).",
+    ["group", "topic", "reason"],
+)
+UNPARKED = counter(
+    "iconmarket_consumer_unparked",
+    "Parked messages resolved by an operator's request "
+    "(action=replay applied it, action=skip dropped it).",
+    ["group", "topic", "action"],
+)
+WAITING = _registered(Gauge, "iconmarket_consumer_waiting_for_dependency") or Gauge(
+    "iconmarket_consumer_waiting_for_dependency",
+    "1 while a consumer is backing off (its partitions paused) before retrying a failure.",
+    ["group"],
+    multiprocess_mode="livemax",
+)
 BATCH_DURATION = _registered(Histogram, "iconmarket_consumer_batch_duration_seconds") or Histogram(
     "iconmarket_consumer_batch_duration_seconds",
     "Seconds from handing a polled batch to the handler until its offsets were committed.",

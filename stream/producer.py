@@ -10,6 +10,21 @@ from typing import Any, Protocol
 
 from infra.settings import Settings
 
+PARTITIONER = "consistent_random"
+"""librdkafka's CRC32 of the key (random only for a null key): the one partitioner of every
+producer (relay, dead letters), so one key's messages share a partition number on every topic."""
+
+
+def producer_config(settings: Settings, client_id: str) -> dict[str, Any]:
+    """The settings every iconmarket producer shares: acks=all, idempotence, one partitioner."""
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "client.id": client_id,
+        "acks": "all",
+        "enable.idempotence": True,
+        "partitioner": PARTITIONER,
+    }
+
 
 class PublishError(RuntimeError):
     """Kafka did not acknowledge every message sent since the last flush."""
@@ -34,11 +49,8 @@ class ConfluentProducer:
         from confluent_kafka import Producer
 
         self._producer = Producer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap,
-                "client.id": client_id,
-                "acks": "all",
-                "enable.idempotence": True,
+            producer_config(settings, client_id)
+            | {
                 "linger.ms": 2,
                 "batch.num.messages": 10_000,
                 "queue.buffering.max.messages": 1_000_000,

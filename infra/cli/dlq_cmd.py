@@ -1,30 +1,28 @@
-"""`iconmarket dlq list | replay`: inspect dead letters and put them back on their topic."""
+"""`iconmarket dlq list | parked | replay | skip`: inspect dead letters, release parked events."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
+import time
 from typing import Any
 
 from infra.bootstrap import bootstrap
-from stream.dlq import (
-    DeadLetter,
-    DeadLetterError,
-    KafkaPublisher,
-    read_dead_letters,
-    replay_headers,
-)
+from stream.dlq import DeadLetterError, read_dead_letters
+from stream.parking import Action, ParkedEvent, PostgresParkingLot
 from stream.topics import CONTEXTS, topic_for
 
 
 def register(commands: Any) -> None:
     dlq = commands.add_parser(
         "dlq",
-        help="list or replay dead-lettered messages",
-        description="Messages a consumer could not process after its maximum attempts are copied "
-        "to <topic>.dlq with the error and their original coordinates. List them, or replay "
-        "chosen ones to their source topic once the cause is fixed.",
+        help="list dead letters; replay or skip parked events",
+        description="An event a consumer group cannot process after its maximum attempts is "
+        "parked in that group with every later event of its key, and copied to <topic>.dlq with "
+        "the error and its original coordinates. List the copies, list what a group has parked, "
+        "and replay or skip a group's parked events once the cause is understood.",
     )
     actions = dlq.add_subparsers(dest="action", required=True, metavar="ACTION")
 
@@ -45,27 +43,45 @@ def register(commands: Any) -> None:
     )
     listing.set_defaults(handler=_list)
 
-    replay = actions.add_parser(
-        "replay",
-        help="re-produce dead letters to their source topic",
-        description="Re-produce the chosen messages of <topic>.dlq to <topic> with their original "
-        "key, value and headers plus dlq_replayed_from=<dlq topic>/<partition>/<offset>, and "
-        "print one JSON line per replayed message. Nothing is produced unless every chosen "
-        "offset was found.",
+    parked = actions.add_parser(
+        "parked",
+        help="print the events parked per consumer group, as JSON lines",
+        description="A consumer group parks an event that fails for good together with every "
+        "later event of its key, so none of them is applied out of order. This prints them "
+        "(group, key, source coordinates, error, what each is parked behind), oldest first.",
     )
-    replay.add_argument("--topic", required=True, help="source topic (its DLQ is <topic>.dlq)")
-    chosen = replay.add_mutually_exclusive_group(required=True)
-    chosen.add_argument(
-        "--offset",
-        nargs="+",
-        metavar="[PARTITION:]OFFSET",
-        help="DLQ offsets to replay (as `dlq list` prints them; PARTITION: when ambiguous)",
-    )
-    chosen.add_argument("--all", action="store_true", help="replay every message in the DLQ")
-    replay.add_argument(
-        "--timeout", type=float, default=10.0, help="seconds to read the DLQ for (default 10)"
-    )
-    replay.set_defaults(handler=_replay)
+    parked.add_argument("--group", required=True, help="consumer group, e.g. projection-carts")
+    parked.set_defaults(handler=_parked)
+
+    for action, text in (
+        ("replay", "apply a group's parked events again, in key order, once the cause is fixed"),
+        ("skip", "drop a group's parked events of a key for good (recorded with who and why)"),
+    ):
+        sub = actions.add_parser(
+            action,
+            help=text,
+            description=f"Ask the consumer group's runner to {text}. The request is stored with "
+            "who asked and why, carried out by the running group between two batches (a replay "
+            "stops at the first event that still fails: that key stays parked), and its outcome "
+            "printed as JSON. Nothing is requested when nothing matching is parked. Exits 1 if "
+            "the outcome did not come within --wait (the request stays pending and is carried "
+            "out when the group runs).",
+        )
+        sub.add_argument("--group", required=True, help="consumer group whose events to release")
+        keys = sub.add_mutually_exclusive_group(required=True)
+        keys.add_argument("--key", nargs="+", help="the parked keys (aggregate ids)")
+        if action == "replay":
+            keys.add_argument("--all", action="store_true", help="every parked key of the group")
+        sub.add_argument(
+            "--reason", required=action == "skip", default="", help="why (required for skip)"
+        )
+        sub.add_argument(
+            "--by", default=f"cli:{getpass.getuser()}", help="who asks (default: cli:<user>)"
+        )
+        sub.add_argument(
+            "--wait", type=float, default=60.0, help="seconds to wait for the outcome (default 60)"
+        )
+        sub.set_defaults(handler=_request, action_name=action)
 
 
 def _fail(message: str) -> int:
@@ -90,63 +106,53 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def choose(letters: list[DeadLetter], specs: list[str]) -> list[DeadLetter]:
-    """The letters named by ``specs`` (``OFFSET`` or ``PARTITION:OFFSET``), in the given order.
-
-    Raises ValueError naming the spec that matches none, or several partitions.
-    """
-    chosen: list[DeadLetter] = []
-    for spec in specs:
-        partition_text, _, offset_text = spec.rpartition(":")
-        try:
-            offset = int(offset_text)
-            partition = int(partition_text) if partition_text else None
-        except ValueError:
-            raise ValueError(f"{spec!r} is not OFFSET or PARTITION:OFFSET") from None
-        matches = [
-            letter
-            for letter in letters
-            if letter.dlq_offset == offset and partition in (None, letter.dlq_partition)
-        ]
-        if not matches:
-            raise ValueError(f"no dead letter at {spec}")
-        if len(matches) > 1:
-            found = ", ".join(f"{m.dlq_partition}:{m.dlq_offset}" for m in matches)
-            raise ValueError(f"offset {spec} is in several partitions ({found}): use PARTITION:")
-        if matches[0] not in chosen:
-            chosen.append(matches[0])
-    return chosen
-
-
-def _replay(args: argparse.Namespace) -> int:
-    from kafka.errors import KafkaError
-
-    settings = bootstrap().settings
+def _parked(args: argparse.Namespace) -> int:
+    lot = PostgresParkingLot(bootstrap().settings)
     try:
-        read = read_dead_letters(settings, args.topic, args.timeout)
-        if not read.complete:
-            return _fail(f"{args.topic}.dlq not read to its end within {args.timeout}s")
-        letters = read.letters if args.all else choose(read.letters, args.offset)
-        publisher = KafkaPublisher(settings, "iconmarket-dlq-replay")
-        try:
-            for letter in letters:
-                headers = replay_headers(
-                    letter.headers, letter.dlq_topic, letter.dlq_partition, letter.dlq_offset
+        for event in lot.entries(args.group):
+            print(json.dumps(_summary(event)), flush=True)
+    finally:
+        lot.close()
+    return 0
+
+
+def _summary(event: ParkedEvent) -> dict[str, Any]:
+    return {
+        "group": event.group_id,
+        "key": event.key.decode(errors="replace") if event.key is not None else None,
+        "source": event.coordinates,
+        "error": event.error,
+        "attempts": event.attempts,
+        "parked_behind": event.behind,
+    }
+
+
+def _request(args: argparse.Namespace) -> int:
+    action: Action = args.action_name
+    lot = PostgresParkingLot(bootstrap().settings)
+    try:
+        parked = lot.entries(args.group)
+        keys: list[bytes | None] = [None] if args.key is None else [k.encode() for k in args.key]
+        missing = [k for k in keys if k is not None and all(e.key != k for e in parked)]
+        if not parked or missing:
+            named = ", ".join(k.decode() for k in missing if k is not None) or "any key"
+            return _fail(f"nothing parked in group {args.group} for {named}; nothing requested")
+        requests = [lot.request(args.group, action, key, args.by, args.reason) for key in keys]
+        deadline = time.monotonic() + args.wait
+        pending = list(requests)
+        while pending:
+            for request in list(pending):
+                outcome = lot.outcome(request)
+                if outcome is not None:
+                    print(json.dumps({"request": request, **outcome}), flush=True)
+                    pending.remove(request)
+            if pending and time.monotonic() >= deadline:
+                return _fail(
+                    f"request(s) {pending} not carried out within {args.wait}s: they stay "
+                    f"pending until a runner of group {args.group} picks them up"
                 )
-                written = publisher.publish(args.topic, letter.key, letter.value, headers)
-                replayed = {
-                    "replayed_from": f"{letter.dlq_topic}/{letter.dlq_partition}/"
-                    f"{letter.dlq_offset}",
-                    "topic": written.topic,
-                    "partition": written.partition,
-                    "offset": written.offset,
-                    "event_type": letter.event_field("event_type", "type"),
-                    "event_id": letter.event_field("event_id", "event_id"),
-                }
-                print(json.dumps(replayed), flush=True)
-        finally:
-            publisher.close()
-    except (DeadLetterError, KafkaError, ValueError) as exc:
-        return _fail(str(exc))
-    print(f"replayed {len(letters)} message(s) to {args.topic}", file=sys.stderr)
+            if pending:
+                time.sleep(0.2)
+    finally:
+        lot.close()
     return 0

@@ -18,6 +18,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import msgspec
+import psycopg
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
@@ -27,7 +29,8 @@ from infra.bootstrap import Container
 from infra.settings import Settings
 from stream import envelope as env
 from stream.consumer import Backoff, ConsumerRunner, Delivery, Partition
-from stream.dlq import read_dead_letters
+from stream.dlq import KafkaPublisher, read_dead_letters
+from stream.producer import ConfluentProducer
 from stream.topics import dead_letter_topic
 from tests.support import wait_for_topic_leaders
 
@@ -254,6 +257,7 @@ def test_poison_and_undecodable_messages_are_dead_lettered_after_max_attempts(
         "dlq_source_offset": b"5",
         "dlq_attempts": b"3",
         "dlq_failed_at": b"",
+        "dlq_group": group.encode(),
     }
     assert (garbage.key, garbage.value) == (b"raw-key", b"\x00not an envelope")
     assert garbage.headers[0] == ("origin", b"x")
@@ -274,75 +278,141 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_cli_lists_a_dead_letter_and_replays_it_to_its_source_topic(
+def _parked_rows(settings: Settings, group: str) -> list[tuple[str, int, str | None]]:
+    with psycopg.connect(settings.postgres_dsn) as conn:
+        rows = conn.execute(
+            "SELECT convert_from(key, 'UTF8'), \"offset\", behind FROM consumer_parked "
+            "WHERE group_id = %s ORDER BY seq",
+            (group,),
+        ).fetchall()
+    return [(row[0], int(row[1]), row[2]) for row in rows]
+
+
+def test_a_poison_event_parks_its_key_and_the_cli_replays_it_in_key_order(
     settings: Settings,
     topic: str,
     new_group: Callable[[], str],
     producer: KafkaProducer,
 ) -> None:
     group = new_group()
-    good, poison = _envelope(1), _envelope(2)
-    written = _produce(producer, topic, [good, poison], partition=1)
+    key = str(uuid.uuid4())
+    versions = [_envelope(n) for n in range(1, 5)]
+    versions = [
+        msgspec.structs.replace(e, aggregate_id=key, aggregate_version=n + 1)
+        for n, e in enumerate(versions)
+    ]
+    other = _envelope(9)
+    written = _produce(producer, topic, [*versions, other], partition=1)
+    poison = versions[1]
+    applied: dict[str, int] = {}
+    broken = threading.Event()
+    broken.set()
 
-    def failing(deliveries: Sequence[Delivery]) -> None:
-        if any(delivery.event == poison for delivery in deliveries):
-            raise KeyError("icon")
+    def view(deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            event = delivery.event
+            if broken.is_set() and event == poison:
+                raise KeyError("icon")
+            if event.aggregate_version > applied.get(event.aggregate_id, 0):
+                applied[event.aggregate_id] = event.aggregate_version
 
-    _run_until_committed(
-        _runner(settings, group, topic, failing, max_attempts=2), _targets(written)
-    )
+    _run_until_committed(_runner(settings, group, topic, view, max_attempts=2), _targets(written))
 
+    assert applied == {key: 1, other.aggregate_id: 1}
+    assert _parked_rows(settings, group) == [
+        (key, 1, None),
+        (key, 2, f"{topic}/1/1"),
+        (key, 3, f"{topic}/1/1"),
+    ]
     listed = _cli("list", "--topic", topic, "--timeout", "15")
     assert listed.returncode == 0, listed.stderr
-    [line] = listed.stdout.splitlines()
-    letter = json.loads(line)
-    assert letter.pop("failed_at").endswith("Z")
-    dlq_partition, dlq_offset = letter.pop("dlq_partition"), letter.pop("dlq_offset")
-    assert dlq_offset == 0
-    assert letter == {
-        "dlq_topic": f"{topic}.dlq",
-        "source_topic": topic,
-        "source_partition": 1,
-        "source_offset": 1,
-        "attempts": 2,
-        "error": "KeyError: 'icon'",
-        "event_type": "Icon.Published",
-        "event_id": poison.event_id,
-        "key": poison.aggregate_id,
-        "replayed_from": None,
-    }
-
-    replayed = _cli("replay", "--topic", topic, "--offset", f"{dlq_partition}:0")
-    assert replayed.returncode == 0, replayed.stderr
-    [line] = replayed.stdout.splitlines()
-    result = json.loads(line)
-    origin = f"{topic}.dlq/{dlq_partition}/0"
-    assert {k: v for k, v in result.items() if k not in {"partition", "offset"}} == {
-        "replayed_from": origin,
-        "topic": topic,
-        "event_type": "Icon.Published",
-        "event_id": poison.event_id,
-    }
-
-    received: list[Delivery] = []
-    fixed = _runner(settings, group, topic, received.extend)
-    _run_until_committed(fixed, {(topic, result["partition"]): result["offset"] + 1})
-    [delivery] = received
-    assert delivery.event == poison
-    assert delivery.key == env.key(poison)
-    assert list(delivery.raw_headers) == [
-        *env.headers(poison),
-        ("dlq_replayed_from", origin.encode()),
+    letters = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [(x["source_offset"], x["group"], x["parked_behind"]) for x in letters] == [
+        (1, group, None),
+        (2, group, f"{topic}/1/1"),
+        (3, group, f"{topic}/1/1"),
+    ]
+    assert letters[0]["error"] == "KeyError: 'icon'"
+    parked = _cli("parked", "--group", group)
+    assert [json.loads(line)["source"] for line in parked.stdout.splitlines()] == [
+        f"{topic}/1/1",
+        f"{topic}/1/2",
+        f"{topic}/1/3",
     ]
 
+    broken.clear()  # the cause is fixed
+    running = Running(_runner(settings, group, topic, view))
+    try:
+        replayed = _cli("replay", "--group", group, "--key", key, "--by", "ops:ada", "--wait", "30")
+    finally:
+        running.finish()
+    assert replayed.returncode == 0, replayed.stderr
+    outcome = json.loads(replayed.stdout)
+    assert {k: v for k, v in outcome.items() if k != "request"} == {
+        "action": "replay",
+        "requested_by": "ops:ada",
+        "reason": "",
+        "applied": 3,
+        "skipped": 0,
+        "still_parked": 0,
+    }
+    assert applied == {key: 4, other.aggregate_id: 1}
+    assert _parked_rows(settings, group) == []
 
-def test_replaying_an_unknown_offset_produces_nothing(settings: Settings, topic: str) -> None:
-    replayed = _cli("replay", "--topic", topic, "--offset", "7", "--timeout", "15")
+
+def test_the_relay_and_the_dead_letters_put_a_key_on_the_same_partition(
+    settings: Settings, topic: str
+) -> None:
+    keys = [str(uuid.uuid4()).encode() for _ in range(12)]
+    relay = ConfluentProducer(settings, "test-partitioner")
+    received: list[Delivery] = []
+    try:
+        for key in keys:
+            relay.send(topic, key, b"{}", [])
+        relay.flush()
+    finally:
+        relay.close()
+    targets = _end_offsets(settings, topic)
+    _run_until_committed(
+        _runner(settings, f"test-partitioner-{uuid.uuid4().hex[:8]}", topic, received.extend),
+        targets,
+    )
+    relayed = {delivery.key: delivery.partition for delivery in received}
+    publisher = KafkaPublisher(settings, "test-partitioner-dlq")
+    try:
+        dead = {
+            key: publisher.publish(dead_letter_topic(topic), key, b"{}", []).partition
+            for key in keys
+        }
+    finally:
+        publisher.close()
+    assert dead == relayed
+    assert len(set(relayed.values())) > 1  # the keys spread over the partitions
+
+
+def _end_offsets(settings: Settings, topic: str) -> Targets:
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        ends = consumer.end_offsets(partitions)
+    finally:
+        consumer.close()
+    return {(tp.topic, tp.partition): offset for tp, offset in ends.items() if offset}
+
+
+def test_replaying_a_key_with_nothing_parked_requests_nothing(
+    settings: Settings, new_group: Callable[[], str]
+) -> None:
+    group = new_group()
+    replayed = _cli("replay", "--group", group, "--key", "k-1", "--wait", "1")
     assert replayed.returncode == 1
     assert replayed.stdout == ""
-    assert "no dead letter at 7" in replayed.stderr
-    read = read_dead_letters(settings, topic, timeout_s=15)
-    assert (read.letters, read.complete) == ([], True)
+    assert f"nothing parked in group {group} for k-1; nothing requested" in replayed.stderr
+    with psycopg.connect(settings.postgres_dsn) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM consumer_park_requests WHERE group_id = %s", (group,)
+        ).fetchone()
+    assert row == (0,)
 
 
 def test_stop_finishes_the_current_batch_and_a_restart_resumes_after_it(

@@ -14,9 +14,9 @@ from stream.consumer import (
     Backoff,
     BatchProcessor,
     Delivery,
+    Handler,
     RetryPolicy,
     Step,
-    TransientError,
     UndecodableMessage,
     to_delivery,
 )
@@ -26,8 +26,9 @@ from stream.dlq import (
     Written,
     dead_letter_headers,
     original_headers,
-    replay_headers,
 )
+from stream.failures import TransientError
+from tests.fakes.parking import MemoryParkingLot
 
 FAILED_AT = dt.datetime(2025, 3, 4, 5, 6, 7, 890_000, tzinfo=dt.UTC)
 
@@ -102,7 +103,10 @@ class RecordingHandler:
 
 
 def _processor(
-    handler: RecordingHandler, policy: RetryPolicy, stop_after_waits: int | None = None
+    handler: Handler,
+    policy: RetryPolicy,
+    stop_after_waits: int | None = None,
+    parking: MemoryParkingLot | None = None,
 ) -> tuple[BatchProcessor, FakePublisher, list[float]]:
     publisher = FakePublisher()
     waits: list[float] = []
@@ -112,7 +116,13 @@ def _processor(
         return stop_after_waits is not None and len(waits) >= stop_after_waits
 
     processor = BatchProcessor(
-        "g1", handler, policy=policy, dead_letters=publisher, wait=wait, now=lambda: FAILED_AT
+        "g1",
+        handler,
+        policy=policy,
+        dead_letters=publisher,
+        wait=wait,
+        parking=parking if parking is not None else MemoryParkingLot(),
+        now=lambda: FAILED_AT,
     )
     return processor, publisher, waits
 
@@ -168,14 +178,6 @@ def test_dead_letter_headers_keep_the_original_headers_and_add_the_diagnostics()
         ("dlq_failed_at", b"2025-03-04T05:06:07.890Z"),
     ]
     assert original_headers(headers) == original
-
-
-def test_a_replay_carries_the_original_headers_and_where_it_was_replayed_from() -> None:
-    dead = [("event_id", b"e-1"), ("dlq_replayed_from", b"old"), ("dlq_attempts", b"5")]
-    assert replay_headers(dead, "t.v1.dlq", 1, 7) == [
-        ("event_id", b"e-1"),
-        ("dlq_replayed_from", b"t.v1.dlq/1/7"),
-    ]
 
 
 def test_an_error_message_is_cut_to_fit_a_header() -> None:
@@ -243,6 +245,7 @@ def test_a_poison_message_is_isolated_and_dead_lettered_after_max_attempts() -> 
         ("dlq_source_offset", b"1"),
         ("dlq_attempts", b"4"),
         ("dlq_failed_at", b"2025-03-04T05:06:07.890Z"),
+        ("dlq_group", b"g1"),
     ]
 
 
@@ -323,19 +326,6 @@ def test_a_dead_letter_summary_names_its_source_and_event() -> None:
         "event_type": "Icon.Published",
         "event_id": "event-2",
         "key": "icon-2",
-        "replayed_from": None,
+        "group": None,
+        "parked_behind": None,
     }
-
-
-def test_replay_offsets_are_chosen_by_offset_or_partition_and_offset() -> None:
-    from infra.cli.dlq_cmd import choose
-
-    letters = [
-        DeadLetter("t.dlq", partition, offset, 0, None, b"", [])
-        for partition, offset in ((0, 0), (0, 1), (1, 0))
-    ]
-    assert choose(letters, ["1", "1:0"]) == [letters[1], letters[2]]
-    with pytest.raises(ValueError, match=r"several partitions \(0:0, 1:0\)"):
-        choose(letters, ["0"])
-    with pytest.raises(ValueError, match="no dead letter at 2:5"):
-        choose(letters, ["2:5"])

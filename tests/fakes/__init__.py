@@ -1,0 +1,1 @@
+"""In-process fakes of the ports, for unit tests only (integration tests use the real services)."""
