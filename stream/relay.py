@@ -7,8 +7,18 @@ delivery is at-least-once, and consumers deduplicate on ``event_id``.
 
 Exactly one relay per log is active: it holds a PostgreSQL advisory lock on its own connection;
 standbys retry the lock every ``lock_retry_s`` and take over when the holder's connection dies.
-Notification ids are assigned under the event table's lock, so they become visible in order; a
-rolled-back transaction leaves a gap that is simply never filled, and the relay reads past it.
+The position is saved on that same connection, in a transaction that first checks the lock is
+still held (else :class:`LockLost`: the relay stops publishing and stands by again), and only
+ever forward. Notification ids are assigned under the event table's lock, so they become visible
+in order; a rolled-back transaction leaves a gap that is simply never filled, and the relay
+reads past it.
+
+Failures: Kafka being down or slow (a flush that times out or fails in transport) is retried
+with capped backoff, forever, while the lag gauge keeps following the log. A notification that
+can never be produced — its envelope cannot be built, or Kafka refuses it for its size — is
+*parked*: recorded in ``relay_parked`` (in the transaction that moves the position past it),
+counted in ``iconmarket_relay_parked_events`` and logged as an error; the relay goes on. Later
+events of the same aggregate are still published (docs/operations.md says why).
 """
 
 from __future__ import annotations
@@ -16,27 +26,40 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import signal
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from eventsourcing import persistence
 from prometheus_client import Counter, Gauge
 from psycopg import sql
 
 from commands.applications import ContextApplication
 from infra.settings import Settings
 from stream import envelope as env
-from stream.producer import ConfluentProducer, EventProducer
+from stream.metrics import counter
+from stream.producer import ConfluentProducer, EventProducer, PublishError
 from stream.topics import topic_for
 
 log = logging.getLogger("iconmarket.relay")
 
 PUBLISHED = Counter(
     "iconmarket_relay_events_published", "Events the relay published to Kafka.", ["log"]
+)
+PARKED = counter(
+    "iconmarket_relay_parked_events",
+    "Notifications the relay could not produce for good and parked in relay_parked.",
+    ["log"],
+)
+PUBLISH_FAILURES = counter(
+    "iconmarket_relay_publish_failures",
+    "Batches the relay failed to publish and is retrying (Kafka down or slow).",
+    ["log"],
 )
 POSITION = Gauge(
     "iconmarket_relay_position",
@@ -58,8 +81,20 @@ ACTIVE = Gauge(
 )
 
 POSITIONS_TABLE = "relay_positions"
+PARKED_TABLE = "relay_parked"
 POSITIONS_CHANNEL = "iconmarket_relay_positions"
 FAULT_VAR = "ICONMARKET_RELAY_FAULT_KILL_AFTER_FLUSH"
+
+# librdkafka's names for "this message (or its record batch) is too large for the topic".
+_SIZE_CODES = re.compile(r"\bcode=_?(MSG_SIZE_TOO_LARGE|RECORD_LIST_TOO_LARGE)\b")
+_TRANSIENT_BUILD_ERRORS = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    persistence.OperationalError,
+    persistence.InterfaceError,
+    ConnectionError,
+    TimeoutError,
+)
 
 
 def lock_key(log_name: str) -> int:
@@ -67,16 +102,79 @@ def lock_key(log_name: str) -> int:
     return zlib.crc32(f"iconmarket-relay:{log_name}".encode())
 
 
+class LockLost(RuntimeError):
+    """This connection no longer holds the log's relay lock: another relay may be active."""
+
+
+def holds_lock(conn: psycopg.Connection[Any], log_name: str) -> bool:
+    """Whether ``conn``'s session holds the relay lock of ``log_name`` (a one-bigint advisory
+    lock shows in pg_locks as classid = high half, objid = low half, objsubid = 1)."""
+    row = conn.execute(
+        "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() "
+        "AND granted AND classid = 0 AND objid::bigint = %s AND objsubid = 1",
+        (lock_key(log_name),),
+    ).fetchone()
+    return row is not None
+
+
+@dataclass(frozen=True)
+class ParkedNotification:
+    """A notification the relay could not produce and moved past."""
+
+    notification_id: int
+    aggregate_id: str
+    aggregate_version: int
+    event_topic: str
+    error: str
+
+
+@dataclass(frozen=True)
+class ParkedEntry(ParkedNotification):
+    """A row of ``relay_parked``."""
+
+    log_name: str
+    kafka_topic: str
+    parked_at: Any
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "log_name": self.log_name,
+            "position": self.notification_id,
+            "aggregate_id": self.aggregate_id,
+            "aggregate_version": self.aggregate_version,
+            "event_topic": self.event_topic,
+            "kafka_topic": self.kafka_topic,
+            "error": self.error,
+            "parked_at": self.parked_at.isoformat(),
+        }
+
+
 class RelayPositions:
-    """Where each relay got to, in PostgreSQL (``relay_positions``)."""
+    """Where each relay got to (``relay_positions``) and what it parked (``relay_parked``)."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
+        with conn.transaction():  # CREATE … IF NOT EXISTS is not safe against a concurrent one
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (POSITIONS_TABLE,))
+            self._create_tables()
+
+    def _create_tables(self) -> None:
+        conn = self._conn
         conn.execute(
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} (log_name text PRIMARY KEY, "
                 "position bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())"
             ).format(sql.Identifier(POSITIONS_TABLE))
+        )
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (log_name text NOT NULL, "
+                "notification_id bigint NOT NULL, aggregate_id text NOT NULL, "
+                "aggregate_version bigint NOT NULL, event_topic text NOT NULL, "
+                "kafka_topic text NOT NULL, error text NOT NULL, "
+                "parked_at timestamptz NOT NULL DEFAULT now(), "
+                "PRIMARY KEY (log_name, notification_id))"
+            ).format(sql.Identifier(PARKED_TABLE))
         )
 
     def load(self, log_name: str) -> int | None:
@@ -88,27 +186,111 @@ class RelayPositions:
         ).fetchone()
         return None if row is None else int(row[0])
 
-    def save(self, log_name: str, position: int) -> None:
+    def save(
+        self,
+        log_name: str,
+        position: int,
+        parked: Sequence[ParkedNotification] = (),
+        kafka_topic: str = "",
+    ) -> bool:
+        """Move ``log_name``'s position forward to ``position`` and record what was parked on
+        the way, in one transaction. Must run on the connection that holds the relay lock:
+        raises :class:`LockLost` (storing nothing) if it does not. Returns False, leaving the
+        stored position as it is, when that is already at or past ``position``."""
         with self._conn.transaction():
-            self._conn.execute(
+            if not holds_lock(self._conn, log_name):
+                raise LockLost(f"the relay lock of {log_name!r} is not held by this connection")
+            if parked:
+                with self._conn.cursor() as cursor:
+                    cursor.executemany(
+                        sql.SQL(
+                            "INSERT INTO {} (log_name, notification_id, aggregate_id, "
+                            "aggregate_version, event_topic, kafka_topic, error) "
+                            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+                        ).format(sql.Identifier(PARKED_TABLE)),
+                        [
+                            (
+                                log_name,
+                                p.notification_id,
+                                p.aggregate_id,
+                                p.aggregate_version,
+                                p.event_topic,
+                                kafka_topic,
+                                p.error,
+                            )
+                            for p in parked
+                        ],
+                    )
+            moved = self._conn.execute(
                 sql.SQL(
-                    "INSERT INTO {} (log_name, position) VALUES (%s, %s) ON CONFLICT (log_name) "
-                    "DO UPDATE SET position = EXCLUDED.position, updated_at = now()"
-                ).format(sql.Identifier(POSITIONS_TABLE)),
+                    "INSERT INTO {table} (log_name, position) VALUES (%s, %s) "
+                    "ON CONFLICT (log_name) DO UPDATE SET position = EXCLUDED.position, "
+                    "updated_at = now() WHERE {table}.position < EXCLUDED.position "
+                    "RETURNING position"
+                ).format(table=sql.Identifier(POSITIONS_TABLE)),
                 (log_name, position),
-            )
-            self._conn.execute(
-                sql.SQL("SELECT pg_notify({}, %s)").format(sql.Literal(POSITIONS_CHANNEL)),
-                (f"{log_name}:{position}",),
-            )
+            ).fetchone()
+            if moved is not None:
+                self._conn.execute(
+                    sql.SQL("SELECT pg_notify({}, %s)").format(sql.Literal(POSITIONS_CHANNEL)),
+                    (f"{log_name}:{position}",),
+                )
+        return moved is not None
+
+    def parked(self, log_name: str | None = None) -> list[ParkedEntry]:
+        """The parked notifications (of one log, or all), oldest position first."""
+        where = sql.SQL("WHERE log_name = %s" if log_name else "")
+        rows = self._conn.execute(
+            sql.SQL(
+                "SELECT notification_id, aggregate_id, aggregate_version, event_topic, error, "
+                "log_name, kafka_topic, parked_at FROM {} {} ORDER BY log_name, notification_id"
+            ).format(sql.Identifier(PARKED_TABLE), where),
+            (log_name,) if log_name else (),
+        ).fetchall()
+        return [ParkedEntry(*row) for row in rows]
+
+
+def rejected_for_size(error: BaseException) -> bool:
+    """Kafka refused the message (or its record batch) as too large: retrying cannot help."""
+    return _SIZE_CODES.search(str(error)) is not None or any(
+        _SIZE_CODES.search(str(arg)) for arg in error.args
+    )
+
+
+class Backoff:
+    """Capped exponential delays: ``initial_s``, doubled per failure up to ``max_s``."""
+
+    def __init__(self, initial_s: float, max_s: float) -> None:
+        self.initial_s, self.max_s = initial_s, max_s
+        self._next = initial_s
+
+    def next(self) -> float:
+        delay, self._next = self._next, min(self.max_s, self._next * 2)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self.initial_s
 
 
 @dataclass
 class RelayStats:
     published: int = 0
     batches: int = 0
+    parked: int = 0
+    retries: int = 0
     position: int = 0
     active: bool = False
+
+
+@dataclass(frozen=True)
+class _Message:
+    notification_id: int
+    aggregate_id: str
+    aggregate_version: int
+    event_topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
 
 
 class Relay:
@@ -125,6 +307,9 @@ class Relay:
         batch_size: int = 2000,
         idle_wait_s: float = 1.0,
         lock_retry_s: float = 1.0,
+        flush_timeout_s: float = 30.0,
+        retry_initial_s: float = 0.5,
+        retry_max_s: float = 30.0,
         producer_factory: Callable[[Settings], EventProducer] = ConfluentProducer,
     ) -> None:
         self.app = app
@@ -135,6 +320,9 @@ class Relay:
         self.batch_size = batch_size
         self.idle_wait_s = idle_wait_s
         self.lock_retry_s = lock_retry_s
+        self.flush_timeout_s = flush_timeout_s
+        self.retry_initial_s = retry_initial_s
+        self.retry_max_s = retry_max_s
         self.producer_factory = producer_factory
         self.stats = RelayStats()
         self._fault_rate = float(os.environ.get(FAULT_VAR, "0") or 0)
@@ -160,6 +348,9 @@ class Relay:
         while not stop.is_set():
             try:
                 self._run_once(stop)
+            except LockLost:
+                log.warning("relay lost its lock; standing by", extra={"log_name": self.log_name})
+                self.stats.active = False
             except Exception:
                 log.exception(
                     "relay failed; restarting from the saved position",
@@ -172,13 +363,12 @@ class Relay:
         with self._connect() as lock_conn:
             if not self._acquire(lock_conn, stop):
                 return
-            with self._connect() as conn, self._connect() as listener:
-                positions = RelayPositions(conn)
+            with self._connect() as listener:
+                positions = RelayPositions(lock_conn)  # saves only while this session holds it
                 recorder: Any = self.app.recorder
                 listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(recorder.channel_name)))
                 saved = positions.load(self.log_name)
                 position = saved if saved is not None else (self.start_after or 0)
-                producer = self.producer_factory(self.settings)
                 self.stats.active, self.stats.position = True, position
                 ACTIVE.labels(self.log_name).set(1)
                 log.info(
@@ -186,22 +376,66 @@ class Relay:
                     extra={"log_name": self.log_name, "position": position, "topic": self.topic},
                 )
                 try:
-                    while not stop.is_set():
-                        lock_conn.execute("SELECT 1")  # the lock lives as long as this connection
-                        published = self._publish_batch(producer, positions, position)
-                        if published is None:
-                            LAG.labels(self.log_name).set(0)
-                            for _ in listener.notifies(timeout=self.idle_wait_s, stop_after=1):
-                                pass
-                            continue
-                        position = published
-                        LAG.labels(self.log_name).set(
-                            max(0, (recorder.max_notification_id() or 0) - position)
-                        )
+                    self._publish_until(stop, lock_conn, listener, positions, position)
                 finally:
-                    producer.close()
                     self.stats.active = False
                     ACTIVE.labels(self.log_name).set(0)
+
+    def _publish_until(
+        self,
+        stop: threading.Event,
+        lock_conn: psycopg.Connection[Any],
+        listener: psycopg.Connection[Any],
+        positions: RelayPositions,
+        position: int,
+    ) -> None:
+        backoff = Backoff(self.retry_initial_s, self.retry_max_s)
+        producer = self.producer_factory(self.settings)
+        try:
+            while not stop.is_set():
+                if not holds_lock(lock_conn, self.log_name):
+                    raise LockLost(f"the relay lock of {self.log_name!r} was released")
+                try:
+                    published = self._publish_batch(producer, positions, position)
+                except (LockLost, psycopg.Error):
+                    raise  # stand by, or reconnect to PostgreSQL and re-acquire the lock
+                except Exception as exc:  # Kafka down or slow: retry this batch
+                    self._retry_later(exc, position, backoff, stop)
+                    producer.close()
+                    producer = self.producer_factory(self.settings)
+                    continue
+                if published is None:
+                    LAG.labels(self.log_name).set(0)
+                    for _ in listener.notifies(timeout=self.idle_wait_s, stop_after=1):
+                        pass
+                    continue
+                backoff.reset()
+                position = published
+                self._set_lag(position)
+        finally:
+            producer.close()
+
+    def _retry_later(
+        self, error: BaseException, position: int, backoff: Backoff, stop: threading.Event
+    ) -> None:
+        delay = backoff.next()
+        PUBLISH_FAILURES.labels(self.log_name).inc()
+        self.stats.retries += 1
+        self._set_lag(position)
+        log.warning(
+            "relay could not publish; retrying",
+            extra={
+                "log_name": self.log_name,
+                "position": position,
+                "retry_in_s": delay,
+                "error": str(error),
+            },
+        )
+        stop.wait(delay)
+
+    def _set_lag(self, position: int) -> None:
+        recorder: Any = self.app.recorder
+        LAG.labels(self.log_name).set(max(0, (recorder.max_notification_id() or 0) - position))
 
     def _publish_batch(
         self, producer: EventProducer, positions: RelayPositions, after: int
@@ -212,28 +446,142 @@ class Relay:
         )
         if not notifications:
             return None
-        for notification in notifications:
-            envelope = env.to_envelope(
-                self.app.context, notification.id, self.app.mapper.to_domain_event(notification)
-            )
-            producer.send(
-                self.topic, env.key(envelope), env.encode(envelope), env.headers(envelope)
-            )
-        producer.flush()  # raises unless every message was acknowledged: then nothing is saved
+        messages, parked = self._build(notifications)
+        parked += self._produce(producer, messages)
         last = int(notifications[-1].id)
         self._maybe_fault()
-        positions.save(self.log_name, last)
-        PUBLISHED.labels(self.log_name).inc(len(notifications))
+        parked.sort(key=lambda p: p.notification_id)
+        positions.save(self.log_name, last, parked, self.topic)
+        self._report_parked(parked)
+        published = len(notifications) - len(parked)
+        PUBLISHED.labels(self.log_name).inc(published)
         POSITION.labels(self.log_name).set(last)
-        self.stats.published += len(notifications)
+        self.stats.published += published
         self.stats.batches += 1
         self.stats.position = last
         return last
+
+    def _build(
+        self, notifications: Sequence[Any]
+    ) -> tuple[list[_Message], list[ParkedNotification]]:
+        messages: list[_Message] = []
+        parked: list[ParkedNotification] = []
+        for notification in notifications:
+            try:
+                envelope = env.to_envelope(
+                    self.app.context,
+                    notification.id,
+                    self.app.mapper.to_domain_event(notification),
+                )
+                messages.append(
+                    _Message(
+                        int(notification.id),
+                        str(notification.originator_id),
+                        int(notification.originator_version),
+                        str(notification.topic),
+                        env.key(envelope),
+                        env.encode(envelope),
+                        env.headers(envelope),
+                    )
+                )
+            except _TRANSIENT_BUILD_ERRORS:
+                raise
+            except Exception as exc:  # this stored event can never be published
+                parked.append(_parked(notification, exc))
+        return messages, parked
+
+    def _produce(
+        self, producer: EventProducer, messages: list[_Message]
+    ) -> list[ParkedNotification]:
+        """Send and flush ``messages``; returns those Kafka refused for their size. When a
+        flush fails for size, the batch is sent again one message per flush to find which."""
+        refused = self._send_all(producer, messages)
+        try:
+            producer.flush(self.flush_timeout_s)  # raises unless every message was acknowledged
+        except PublishError as exc:
+            if not rejected_for_size(exc):
+                raise
+            return self._produce_one_by_one(producer, messages, refused)
+        return list(refused.values())
+
+    def _send_all(
+        self, producer: EventProducer, messages: list[_Message]
+    ) -> dict[int, ParkedNotification]:
+        refused: dict[int, ParkedNotification] = {}
+        for message in messages:
+            try:
+                producer.send(self.topic, message.key, message.value, message.headers)
+            except Exception as exc:
+                if not rejected_for_size(exc):
+                    raise
+                refused[message.notification_id] = _parked_message(message, exc)
+        return refused
+
+    def _produce_one_by_one(
+        self,
+        producer: EventProducer,
+        messages: list[_Message],
+        refused: dict[int, ParkedNotification],
+    ) -> list[ParkedNotification]:
+        log.warning(
+            "Kafka refused a record batch for its size; sending one message per flush",
+            extra={"log_name": self.log_name, "messages": len(messages)},
+        )
+        for message in messages:
+            if message.notification_id in refused:
+                continue
+            try:
+                producer.send(self.topic, message.key, message.value, message.headers)
+                producer.flush(self.flush_timeout_s)
+            except Exception as exc:
+                if not rejected_for_size(exc):
+                    raise
+                refused[message.notification_id] = _parked_message(message, exc)
+        return list(refused.values())
+
+    def _report_parked(self, parked: list[ParkedNotification]) -> None:
+        for entry in parked:
+            PARKED.labels(self.log_name).inc()
+            self.stats.parked += 1
+            log.error(
+                "relay parked a notification it cannot publish",
+                extra={
+                    "log_name": self.log_name,
+                    "position": entry.notification_id,
+                    "aggregate_id": entry.aggregate_id,
+                    "aggregate_version": entry.aggregate_version,
+                    "error": entry.error,
+                },
+            )
 
     def _maybe_fault(self) -> None:
         """Fault injection for tests: die by SIGKILL between the flush and the position save."""
         if self._fault_rate and random.random() < self._fault_rate:  # noqa: S311
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:2000]
+
+
+def _parked(notification: Any, error: BaseException) -> ParkedNotification:
+    return ParkedNotification(
+        int(notification.id),
+        str(notification.originator_id),
+        int(notification.originator_version),
+        str(notification.topic),
+        _describe(error),
+    )
+
+
+def _parked_message(message: _Message, error: BaseException) -> ParkedNotification:
+    return ParkedNotification(
+        message.notification_id,
+        message.aggregate_id,
+        message.aggregate_version,
+        message.event_topic,
+        _describe(error),
+    )
 
 
 def run_relays(relays: list[Relay], stop: threading.Event) -> None:

@@ -1,8 +1,11 @@
 """The relay on real PostgreSQL and Kafka: nothing lost under kill -9, one active relay with a
-standby that takes over, gaps neither stall nor skip, secrets never published."""
+standby that takes over, gaps neither stall nor skip, secrets never published; the position is
+saved only under the lock and only forward; what can never be produced is parked, not retried
+forever; the lag keeps following the log while Kafka is unreachable."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -15,7 +18,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -23,13 +26,24 @@ import pytest
 from eventsourcing.persistence import IntegrityError
 from kafka import KafkaConsumer
 from kafka.admin import NewTopic
+from prometheus_client import REGISTRY
 
 from commands import messages as m
 from domain.family import Family
-from infra.bootstrap import Container
+from infra.audit.scratch import scratch_database
+from infra.bootstrap import Container, bootstrap
 from infra.settings import Settings
 from stream.envelope import decode
-from stream.relay import FAULT_VAR, POSITIONS_CHANNEL, Relay, RelayPositions
+from stream.relay import (
+    FAULT_VAR,
+    LAG,
+    POSITIONS_CHANNEL,
+    LockLost,
+    ParkedNotification,
+    Relay,
+    RelayPositions,
+    lock_key,
+)
 from tests.support import ctx, validate_message, wait_for_topic_leaders
 
 
@@ -335,3 +349,202 @@ def test_identity_events_never_carry_secrets(
     assert email.encode() not in mine[0].value
     assert b"argon2" not in mine[0].value
     assert dict(mine[0].headers)["event_type"] == b"Account.Registered"
+
+
+def _eventually(check: Callable[[], bool], timeout_s: float) -> bool:
+    """Poll ``check`` (a cheap read) until it holds or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    pause = threading.Event()
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        pause.wait(0.05)
+    return True
+
+
+def _parked_rows(settings: Settings, log_name: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(settings.postgres_dsn, autocommit=True) as conn:
+        return [
+            (p.notification_id, p.aggregate_id, p.aggregate_version, p.kafka_topic)
+            for p in RelayPositions(conn).parked(log_name)
+        ]
+
+
+def test_a_position_is_saved_only_under_the_lock_and_only_forward(settings: Settings) -> None:
+    log_name = f"test.lock.{uuid.uuid4().hex[:10]}"
+    parked = [ParkedNotification(3, str(uuid.uuid4()), 1, "t", "boom")]
+    with (
+        psycopg.connect(settings.postgres_dsn, autocommit=True) as holder,
+        psycopg.connect(settings.postgres_dsn, autocommit=True) as other,
+    ):
+        mine, theirs = RelayPositions(holder), RelayPositions(other)
+        with pytest.raises(LockLost):
+            mine.save(log_name, 5, parked)  # nobody holds the lock yet
+        assert (mine.load(log_name), _parked_rows(settings, log_name)) == (None, [])
+
+        assert holder.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(log_name),)).fetchone()
+        assert mine.save(log_name, 10) is True
+        assert mine.save(log_name, 7) is False  # never backwards
+        assert mine.save(log_name, 10) is False
+        assert mine.load(log_name) == 10
+
+        with pytest.raises(LockLost):
+            theirs.save(log_name, 20, parked)  # another session, while the lock is held
+        assert (theirs.load(log_name), _parked_rows(settings, log_name)) == (10, [])
+
+        holder.execute("SELECT pg_advisory_unlock(%s)", (lock_key(log_name),))
+        with pytest.raises(LockLost):
+            mine.save(log_name, 30, parked)  # the lock is gone: the former holder is refused too
+        assert (mine.load(log_name), _parked_rows(settings, log_name)) == (10, [])
+        holder.execute("DELETE FROM relay_positions WHERE log_name = %s", (log_name,))
+
+
+@pytest.fixture(scope="module")
+def scratch() -> Iterator[Container]:
+    """A container on a throwaway database: these tests write events no other relay may see."""
+    from infra.settings import load_settings
+
+    with scratch_database(load_settings(), prefix="iconmarket_relay") as scratch_settings:
+        built = bootstrap(scratch_settings)
+        try:
+            yield built
+        finally:
+            built.close()
+
+
+@pytest.fixture
+def small_topic(scratch: Container) -> Iterator[str]:
+    """One partition (so the published order is the send order) of at most 64 KiB per batch."""
+    name = f"test.relay.small.{uuid.uuid4().hex[:10]}"
+    admin = scratch.kafka_admin()
+    admin.create_topics(
+        [NewTopic(name, 1, 1, topic_configs={"max.message.bytes": str(64 * 1024)})],
+        timeout_ms=10_000,
+    )
+    wait_for_topic_leaders(scratch.settings.kafka_bootstrap, name, 1)
+    yield name
+    admin.delete_topics([name])
+    admin.close()
+
+
+def _family(scratch: Container, name: str, description: str = "") -> tuple[int, str]:
+    """Save a new family directly (no command limits on its size): its position and id."""
+    owner = "relay-parking"
+    family = Family.create(
+        owner_id=owner, name=name, description=description, actor=owner, correlation_id="c"
+    )
+    recordings = scratch.applications.catalog.save(family)
+    return int(recordings[-1].notification.id), str(family.id)
+
+
+def _parked_count(log_name: str) -> float:
+    value = REGISTRY.get_sample_value("iconmarket_relay_parked_events_total", {"log": log_name})
+    return value or 0.0
+
+
+def _relay_until(scratch: Container, topic: str, head: int, target: int) -> tuple[Relay, int]:
+    relay = Relay(
+        scratch.applications.catalog,
+        scratch.settings,
+        topic=topic,
+        log_name=topic,
+        start_after=head,
+        idle_wait_s=0.2,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,))
+    thread.start()
+    try:
+        saved = _wait_for_saved_position(scratch.settings, topic, target, 30)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    return relay, saved
+
+
+def test_an_envelope_over_the_topics_size_limit_is_parked_and_the_log_moves_on(
+    scratch: Container, small_topic: str
+) -> None:
+    head = _head(scratch)
+    before, _ = _family(scratch, "before")
+    oversize, oversize_id = _family(scratch, "oversize", "x" * 100_000)
+    after, _ = _family(scratch, "after")
+    parked_before = _parked_count(small_topic)
+
+    relay, saved = _relay_until(scratch, small_topic, head, after)
+
+    assert saved == after
+    assert _parked_count(small_topic) - parked_before == 1
+    assert _parked_rows(scratch.settings, small_topic) == [(oversize, oversize_id, 1, small_topic)]
+    with psycopg.connect(scratch.settings.postgres_dsn) as conn:
+        [error] = conn.execute(
+            "SELECT error FROM relay_parked WHERE log_name = %s", (small_topic,)
+        ).fetchone() or [None]
+    assert "MSG_SIZE_TOO_LARGE" in error
+    messages = _consume(scratch.settings, small_topic, {before, after}, timeout_s=20)
+    assert [decode(message.value).position for message in messages] == [before, after]
+    assert relay.stats.parked == 1
+
+
+def test_an_undecodable_notification_is_parked_and_the_log_moves_on(
+    scratch: Container, topic: str
+) -> None:
+    head = _head(scratch)
+    before, _ = _family(scratch, "before")
+    with psycopg.connect(scratch.settings.postgres_dsn, autocommit=True) as conn:
+        stored_topic = conn.execute(
+            "SELECT topic FROM catalog_events WHERE notification_id = %s", (before,)
+        ).fetchone()
+        bad_id = uuid.uuid4()
+        row = conn.execute(
+            "INSERT INTO catalog_events (originator_id, originator_version, topic, state) "
+            "VALUES (%s, 1, %s, 'not an event') RETURNING notification_id",
+            (bad_id, stored_topic[0] if stored_topic else ""),
+        ).fetchone()
+    assert row is not None
+    undecodable = int(row[0])
+    after, _ = _family(scratch, "after")
+    parked_before = _parked_count(topic)
+
+    _relay, saved = _relay_until(scratch, topic, head, after)
+
+    assert saved == after
+    assert _parked_count(topic) - parked_before == 1
+    assert _parked_rows(scratch.settings, topic) == [(undecodable, str(bad_id), 1, topic)]
+    messages = _consume(scratch.settings, topic, {before, after}, timeout_s=20)
+    assert sorted({decode(message.value).position for message in messages}) == [before, after]
+
+
+def test_the_lag_follows_the_log_while_kafka_is_unreachable(scratch: Container) -> None:
+    log_name = f"test.relay.down.{uuid.uuid4().hex[:10]}"
+    unreachable = dataclasses.replace(scratch.settings, kafka_bootstrap="127.0.0.1:1")
+    head = _head(scratch)
+    relay = Relay(
+        scratch.applications.catalog,
+        unreachable,
+        topic=log_name,
+        log_name=log_name,
+        start_after=head,
+        idle_wait_s=0.2,
+        flush_timeout_s=0.5,
+        retry_initial_s=0.1,
+        retry_max_s=0.2,
+    )
+    lag = LAG.labels(log_name)
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,))
+    thread.start()
+    try:
+        assert _eventually(lambda: relay.stats.active, 20)
+        for n in range(2):
+            _family(scratch, f"down {n}")
+        assert _eventually(lambda: lag._value.get() == 2 and relay.stats.retries >= 1, 30)
+        for n in range(3):
+            _family(scratch, f"still down {n}")
+        assert _eventually(lambda: lag._value.get() == 5, 30)
+        assert relay.stats.published == 0
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    with psycopg.connect(scratch.settings.postgres_dsn, autocommit=True) as conn:
+        assert RelayPositions(conn).load(log_name) is None  # nothing acknowledged, nothing saved
