@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import threading
 from typing import Any
 
 from infra.bootstrap import bootstrap
 from infra.logs import configure
-from stream.relay import Relay, run_relays
+from stream.relay import Relay, RelayPositions, run_relays
 from stream.topics import CONTEXTS
 
 
@@ -37,10 +38,29 @@ def register(commands: Any) -> None:
         help="position to start after when none is saved yet (default 0: the whole history)",
     )
     relay.add_argument("--batch-size", type=int, default=2000, help="events per flush")
+    relay.add_argument(
+        "--parked",
+        action="store_true",
+        help="print the notifications the relay parked (could never be produced) as JSON lines "
+        "and exit: log, position, aggregate, version, error (all logs, or --log-name's)",
+    )
     relay.set_defaults(handler=_relay)
 
 
+def _parked(log_name: str | None) -> int:
+    import psycopg
+
+    from infra.settings import load_settings
+
+    with psycopg.connect(load_settings().postgres_dsn, autocommit=True) as conn:
+        for entry in RelayPositions(conn).parked(log_name):
+            print(json.dumps(entry.summary()), flush=True)
+    return 0
+
+
 def _relay(args: argparse.Namespace) -> int:
+    if args.parked:
+        return _parked(args.log_name)
     container = bootstrap()
     configure(container.settings.log_level)
     contexts = list(CONTEXTS) if args.context == "all" else [args.context]

@@ -32,6 +32,7 @@ from commands import messages as m
 from domain.family import Family
 from infra.audit.scratch import scratch_database
 from infra.bootstrap import Container, bootstrap
+from infra.cli import main
 from infra.settings import Settings
 from stream.envelope import decode
 from stream.relay import (
@@ -463,7 +464,10 @@ def _relay_until(scratch: Container, topic: str, head: int, target: int) -> tupl
 
 
 def test_an_envelope_over_the_topics_size_limit_is_parked_and_the_log_moves_on(
-    scratch: Container, small_topic: str
+    scratch: Container,
+    small_topic: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     head = _head(scratch)
     before, _ = _family(scratch, "before")
@@ -484,6 +488,17 @@ def test_an_envelope_over_the_topics_size_limit_is_parked_and_the_log_moves_on(
     messages = _consume(scratch.settings, small_topic, {before, after}, timeout_s=20)
     assert [decode(message.value).position for message in messages] == [before, after]
     assert relay.stats.parked == 1
+    monkeypatch.setenv("ICONMARKET_POSTGRES_DB", scratch.settings.postgres_db)
+    capsys.readouterr()
+    assert main(["relay", "--parked", "--log-name", small_topic]) == 0
+    [listed] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (listed["log_name"], listed["position"], listed["aggregate_id"]) == (
+        small_topic,
+        oversize,
+        oversize_id,
+    )
+    assert (listed["aggregate_version"], listed["kafka_topic"]) == (1, small_topic)
+    assert "MSG_SIZE_TOO_LARGE" in listed["error"]
 
 
 def test_an_undecodable_notification_is_parked_and_the_log_moves_on(
