@@ -33,9 +33,7 @@ class MemoryParkingLot:
 
     def entries(self, group_id: str, key: bytes | None = None) -> list[ParkedEvent]:
         self._maybe_fail()
-        return [
-            e for e in self.events if e.group_id == group_id and (key is None or e.key == key)
-        ]
+        return [e for e in self.events if e.group_id == group_id and (key is None or e.key == key)]
 
     def release(self, event: ParkedEvent) -> None:
         self._maybe_fail()
