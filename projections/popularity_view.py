@@ -6,13 +6,17 @@ Keys (all under ``prefix``, so a rebuild can fill a new key space beside the liv
   ``grant:{order_id}`` (JSON: the icons that grant counts for, until it is revoked);
 - ``pop-icon:{icon_id}`` (hash): ``purchases``, ``downloads`` and ``seq`` (how many changes were
   counted; it only grows, and every replay of the same history reaches the same value);
-- ``pop-icons`` (set): every icon that has counts.
+- ``pop-icons`` (set): every icon that has counts;
+- ``pop-uncopied`` (hash): ``icon_id`` → the ``seq`` counted but not yet copied to the catalog.
 
 One Lua script applies a batch: each write only when its version is newer than its library's, so
-redelivery and replay count nothing twice. The script returns the counts of the icons it changed;
-they are written onto ``icon:{id}`` in the catalog index as a ``popularity`` patch guarded by
-``seq`` (the same per-source version guard as the icon, set and family patches), so an older copy
-never overwrites a newer one. A catalog rebuild copies all counts into its new index.
+redelivery and replay count nothing twice. Every icon it changes is marked uncopied in the same
+script, and the script returns the counts of every uncopied icon (so a redelivery, whose writes
+are all stale, still copies what an earlier failed catalog write left behind). They are written
+onto ``icon:{id}`` in the catalog index as a ``popularity`` patch guarded by ``seq`` (the same
+per-source version guard as the icon, set and family patches), so an older copy never overwrites
+a newer one; only after that write succeeds is an icon's mark removed, and only if its ``seq`` is
+still the one copied. A catalog rebuild copies all counts into its new index.
 """
 
 from __future__ import annotations
@@ -28,10 +32,11 @@ from projections.popularity import PopularityWrite
 COPY_PAGE = 1_000
 
 # ARGV: prefix, JSON array of [library_id, version, op, order_id, [icon ids]].
-# Returns a JSON array of [icon_id, purchases, downloads, seq] for each icon it changed.
+# Returns a JSON array of [icon_id, purchases, downloads, seq] for each icon not yet copied (those
+# it changed and those an earlier failed copy left marked).
 _APPLY = """
 local prefix = ARGV[1]
-local touched = {}
+local uncopied = prefix .. 'pop-uncopied'
 for _, w in ipairs(cjson.decode(ARGV[2])) do
   local library = prefix .. 'pop-library:' .. w[1]
   if w[2] > tonumber(redis.call('HGET', library, 'version') or '0') then
@@ -54,18 +59,29 @@ for _, w in ipairs(cjson.decode(ARGV[2])) do
       redis.call('HINCRBY', key, field, delta)
       redis.call('HINCRBY', key, 'seq', 1)
       redis.call('SADD', prefix .. 'pop-icons', icon)
-      touched[icon] = true
+      redis.call('HSET', uncopied, icon, redis.call('HGET', key, 'seq'))
     end
     redis.call('HSET', library, 'version', w[2])
   end
 end
 local out = {}
-for icon, _ in pairs(touched) do
+for _, icon in ipairs(redis.call('HKEYS', uncopied)) do
   local v = redis.call('HMGET', prefix .. 'pop-icon:' .. icon, 'purchases', 'downloads', 'seq')
-  table.insert(out, {icon, tonumber(v[1] or '0'), tonumber(v[2] or '0'), tonumber(v[3])})
+  table.insert(out, {icon, tonumber(v[1] or '0'), tonumber(v[2] or '0'), tonumber(v[3] or '0')})
 end
 if #out == 0 then return '[]' end
 return cjson.encode(out)
+"""
+
+# KEYS[1]: the uncopied hash; ARGV: JSON array of [icon_id, seq] just copied. Unmarks an icon only
+# if no later change was counted meanwhile (that one still has to be copied).
+_COPIED = """
+for _, c in ipairs(cjson.decode(ARGV[1])) do
+  if redis.call('HGET', KEYS[1], c[1]) == tostring(c[2]) then
+    redis.call('HDEL', KEYS[1], c[1])
+  end
+end
+return 0
 """
 
 Counts = tuple[str, int, int, int]
@@ -93,9 +109,11 @@ class PopularityView:
         self._catalog = OpenSearchCatalogView(opensearch, index)
         self._prefix = prefix
         self._script = client.register_script(_APPLY)
+        self._copied = client.register_script(_COPIED)
 
     def apply(self, writes: Sequence[PopularityWrite]) -> int:
-        """Counts ``writes`` and copies the changed icons' counts; returns how many changed."""
+        """Counts ``writes`` and copies every uncopied icon's counts (those it changed, and
+        those a failed copy left behind); returns how many icons it copied."""
         if not writes:
             return 0
         batch = [[w.library_id, w.version, w.op, w.order_id, list(w.icon_ids)] for w in writes]
@@ -103,7 +121,14 @@ class PopularityView:
         rows = [(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in json.loads(raw)]
         if rows:
             self._catalog.apply([popularity_write(*row) for row in rows])
+            copied = [[icon_id, seq] for icon_id, _, _, seq in rows]
+            self._copied(keys=[f"{self._prefix}pop-uncopied"], args=[json.dumps(copied)])
         return len(rows)
+
+    def uncopied(self) -> dict[str, int]:
+        """Icons whose counted ``seq`` is not yet known to be on the catalog."""
+        raw = self._client.hgetall(f"{self._prefix}pop-uncopied")
+        return {k.decode(): int(v) for k, v in raw.items()}
 
     def counts(self, icon_id: str) -> dict[str, int]:
         raw = self._client.hgetall(f"{self._prefix}pop-icon:{icon_id}")

@@ -513,3 +513,61 @@ def test_popularity_does_not_depend_on_arrival_order(
     finally:
         client.indices.delete(index=other, ignore_unavailable=True)
         r.close()
+
+
+class _CatalogDownOnce:
+    """The real OpenSearch client whose first bulk write fails as if the connection dropped."""
+
+    def __init__(self, client: OpenSearch) -> None:
+        self._client = client
+        self.failed = 0
+
+    def bulk(self, **kwargs: Any) -> Any:
+        from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
+
+        if not self.failed:
+            self.failed += 1
+            raise OpenSearchConnectionError("N/A", "connection dropped", None)
+        return self._client.bulk(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_popularity_copy_survives_a_failed_catalog_write_and_redelivery(
+    settings: Settings,
+    client: OpenSearch,
+    index: str,
+    catalog: dict[str, str],
+    popularity_prefix: str,
+) -> None:
+    """Redis counts the batch, the catalog write then fails: the redelivered batch counts nothing
+    again and still puts the exact counts on the documents."""
+    import redis
+    from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
+
+    from projections.popularity_view import PopularityView
+
+    r = redis.Redis(host=settings.redis_host, port=settings.redis_port)
+    flaky = _CatalogDownOnce(client)
+    view = PopularityView(r, flaky, prefix=popularity_prefix, index=index)
+    writes = _popularity_writes(_purchases_story(catalog))
+    with pytest.raises(OpenSearchConnectionError):
+        view.apply(writes)
+    assert flaky.failed == 1
+    assert view.counts(catalog["trash"]) == {"purchases": 2, "downloads": 2, "seq": 6}
+
+    copied = view.apply(writes)
+    assert view.counts(catalog["trash"]) == {"purchases": 2, "downloads": 2, "seq": 6}
+    assert view.counts(catalog["home"]) == {"purchases": 1, "downloads": 1, "seq": 2}
+    client.indices.refresh(index=index)
+    trash = queries.get_icon(client, index, catalog["trash"])
+    home = queries.get_icon(client, index, catalog["home"])
+    assert trash is not None
+    assert home is not None
+    assert (trash.get("purchases"), trash.get("downloads")) == (2, 2)
+    assert (home.get("purchases"), home.get("downloads")) == (1, 1)
+    assert copied == 2
+    assert view.apply(writes) == 0
+    assert view.uncopied() == {}
+    r.close()
