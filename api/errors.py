@@ -31,6 +31,7 @@ from commands.payments.port import (
 from domain.errors import (
     DomainError,
     Forbidden,
+    Gone,
     IllegalTransition,
     InvalidValue,
     InvariantViolated,
@@ -85,6 +86,7 @@ DOMAIN_STATUS: list[tuple[type[DomainError], int]] = [
     (InvalidValue, 422),
     (NotFound, 404),
     (Forbidden, 403),
+    (Gone, 410),
     (IllegalTransition, 409),
     (InvariantViolated, 409),
 ]

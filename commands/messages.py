@@ -237,6 +237,14 @@ class CheckOut:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ExpireCart:
+    """Ends an open cart with no event for at least ``idle_s`` seconds (the sweeper's)."""
+
+    cart_id: UUID
+    idle_s: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class CancelOrder:
     order_id: UUID
     reason: str = "cancelled by the customer"

@@ -26,6 +26,7 @@ class Action(StrEnum):
     CART_MODIFY = "cart.modify"
     CART_CHECKOUT = "cart.checkout"
     CART_READ = "cart.read"
+    CART_EXPIRE = "cart.expire"
     ORDER_CANCEL = "order.cancel"
     FAVOURITES_MODIFY = "favourites.modify"
     ACCOUNT_READ_SELF = "account.read_self"
@@ -85,6 +86,8 @@ RULES: dict[Action, _Rule] = {
     Action.CART_MODIFY: _Rule(_CUSTOMER, owner_only=True),
     Action.CART_CHECKOUT: _Rule(_CUSTOMER, owner_only=True),
     Action.CART_READ: _Rule(_CUSTOMER, owner_only=True),
+    # Idle carts are expired by the sweeper, which acts as the "service" role.
+    Action.CART_EXPIRE: _Rule(frozenset({"service"}), owner_only=False),
     Action.ORDER_CANCEL: _Rule(_CUSTOMER, owner_only=True),
     Action.FAVOURITES_MODIFY: _Rule(_CUSTOMER, owner_only=True),
     Action.ACCOUNT_READ_SELF: _Rule(_ANY_MEMBER, owner_only=True),

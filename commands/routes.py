@@ -36,6 +36,7 @@ ROUTES: dict[type, Route] = {
     m.RemoveFromCart: Route("commerce", commerce.remove_from_cart),
     m.ClearCart: Route("commerce", commerce.clear_cart),
     m.CheckOut: Route("commerce", commerce.check_out),
+    m.ExpireCart: Route("commerce", commerce.expire_cart),
     m.CancelOrder: Route("commerce", commerce.cancel_order),
     m.AddFavourite: Route("commerce", commerce.add_favourite),
     m.RemoveFavourite: Route("commerce", commerce.remove_favourite),

@@ -1,13 +1,14 @@
 """The Cart aggregate: a customer's basket, one line per product, closed by checkout."""
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Self, TypedDict
 from uuid import UUID
 
 from eventsourcing.domain import event
 
 from domain.choices import parse_choice
-from domain.errors import ErrorCode, InvariantViolated, NotFound
+from domain.errors import ErrorCode, Gone, InvalidValue, InvariantViolated, NotFound
 from domain.ids import order_id_for_cart
 from domain.money import Money, MoneyData, check_same_currency
 from domain.products import Licence, ProductKind, ProductRef
@@ -31,7 +32,10 @@ class CartLine:
 
 
 class Cart(TracedAggregate):
-    """All lines are priced in the cart's currency; prices are the caller's quote at add time."""
+    """All lines are priced in the cart's currency; prices are the caller's quote at add time.
+
+    An open cart left idle (no event) for the cart TTL is expired by the sweeper: an expired
+    cart refuses every further change (``cart_expired``)."""
 
     class Opened(TracedAggregate.Created):
         owner_id: str
@@ -54,6 +58,9 @@ class Cart(TracedAggregate):
         order_id: UUID
         total: MoneyData
 
+    class Expired(TracedAggregate.Event):
+        idle_s: int
+
     @classmethod
     def open(cls, *, owner_id: str, currency: str, actor: str, correlation_id: str) -> Self:
         return cls(
@@ -69,6 +76,7 @@ class Cart(TracedAggregate):
         self._currency = currency
         self._lines: list[CartLineData] = []
         self._order_id: UUID | None = None
+        self._expired = False
 
     @property
     def owner_id(self) -> str:
@@ -89,6 +97,10 @@ class Cart(TracedAggregate):
     @property
     def is_closed(self) -> bool:
         return self._order_id is not None
+
+    @property
+    def is_expired(self) -> bool:
+        return self._expired
 
     @property
     def order_id(self) -> UUID | None:
@@ -148,6 +160,12 @@ class Cart(TracedAggregate):
         )
         return order_id
 
+    def expire(self, *, now: datetime, idle_s: int, actor: str, correlation_id: str) -> None:
+        """Ends an open cart that has had no event for at least ``idle_s`` seconds at ``now``."""
+        self._check_open()
+        self._check_idle(now, idle_s)
+        self._expired_event(idle_s=idle_s, actor=actor, correlation_id=correlation_id)
+
     def _index_of(self, product: ProductRef) -> int | None:
         for index, line in enumerate(self._lines):
             if line["product_kind"] == product.kind and line["product_id"] == product.id:
@@ -155,8 +173,19 @@ class Cart(TracedAggregate):
         return None
 
     def _check_open(self) -> None:
+        if self._expired:
+            raise Gone(ErrorCode.CART_EXPIRED, "the cart expired after being left idle")
         if self.is_closed:
             raise InvariantViolated(ErrorCode.CART_CLOSED, "the cart was checked out")
+
+    def _check_idle(self, now: datetime, idle_s: int) -> None:
+        if isinstance(idle_s, bool) or not isinstance(idle_s, int) or idle_s < 0:
+            raise InvalidValue(ErrorCode.INVALID_IDLE_TIME, f"idle time must be >= 0: {idle_s!r}")
+        idle = (now - self.modified_on).total_seconds()
+        if idle < idle_s:
+            raise InvariantViolated(
+                ErrorCode.CART_NOT_IDLE, f"the cart changed {idle:.0f}s ago, under {idle_s}s"
+            )
 
     def _check_not_in_cart(self, product: ProductRef) -> None:
         if self.contains(product):
@@ -208,6 +237,10 @@ class Cart(TracedAggregate):
         self, *, order_id: UUID, total: MoneyData, actor: str, correlation_id: str
     ) -> None:
         self._order_id = order_id
+
+    @event(Expired)
+    def _expired_event(self, *, idle_s: int, actor: str, correlation_id: str) -> None:
+        self._expired = True
 
 
 def _line_product(line: CartLineData) -> ProductRef:

@@ -34,6 +34,9 @@ class ErrorCode(StrEnum):
     INVALID_PREVIEW = "invalid_preview"
     FORMAT_UNAVAILABLE = "format_unavailable"
     CART_CLOSED = "cart_closed"
+    CART_EXPIRED = "cart_expired"
+    CART_NOT_IDLE = "cart_not_idle"
+    INVALID_IDLE_TIME = "invalid_idle_time"
     CART_EMPTY = "cart_empty"
     ALREADY_IN_CART = "already_in_cart"
     NOT_IN_CART = "not_in_cart"
@@ -86,6 +89,10 @@ class IllegalTransition(DomainError):
 
 class NotFound(DomainError):
     """Something the command refers to is not part of the aggregate (a cart line, a grant)."""
+
+
+class Gone(DomainError):
+    """The aggregate exists but has ended for good and refuses every change (an expired cart)."""
 
 
 class Forbidden(DomainError):

@@ -26,6 +26,8 @@ DEV_STRIPE_SECRET_KEY = "sk_test_123"  # noqa: S105 - a public development defau
 """stripe-mock's key: refused in prod."""
 DEV_STRIPE_WEBHOOK_SECRET = "whsec_test_iconmarket"  # noqa: S105 - public, refused in prod
 """A public signing secret for local development and tests: refused in prod."""
+MAX_CART_TTL_S = 7 * 24 * 3600
+"""The longest cart TTL: the cart view keeps a cart a day past it (``CART_VIEW_TTL_S``)."""
 DEV_JWT_SECRET = "dev-only-change-me-0123456789abcdef"  # noqa: S105 - public, refused in prod
 """The token signing secret of local development and tests: refused in prod."""
 
@@ -105,6 +107,18 @@ class Settings:
 
     redis_host: str = _setting("127.0.0.1", "Redis host.", group="redis")
     redis_port: int = _setting(16379, "Redis port.", group="redis")
+    cart_ttl_s: int = _setting(
+        7 * 24 * 3600,
+        "Seconds an open cart may stay idle (no change) before the sweeper expires it "
+        "(`Cart.Expired`; reads then answer 410 `cart_expired`). At most 7 days: the cart view "
+        "keeps a cart one day past that, so the sweeper always gets there first.",
+        group="redis",
+    )
+    cart_sweep_interval_s: float = _setting(
+        300.0,
+        "Seconds between two passes of the cart expiry sweeper (`iconmarket carts sweep --loop`).",
+        group="redis",
+    )
 
     kafka_bootstrap: str = _setting(
         "127.0.0.1:19092", "Kafka bootstrap servers, comma separated.", group="kafka"
@@ -264,13 +278,18 @@ class Settings:
 
     def validate(self) -> None:
         """Refuse settings that would run unsafely: a webhook replay window of 0 or less
-        (the ``stripe`` library skips the timestamp check when the tolerance is 0), and, when
-        ``env`` is ``prod``, an empty or default token signing secret, Stripe secret key or
-        webhook signing secret."""
+        (the ``stripe`` library skips the timestamp check when the tolerance is 0), a cart TTL
+        the cart view would not outlive, and, when ``env`` is ``prod``, an empty or default
+        token signing secret, Stripe secret key or webhook signing secret."""
         if self.stripe_webhook_tolerance_s <= 0:
             raise SettingsError(
                 f"{env_name('stripe_webhook_tolerance_s')}={self.stripe_webhook_tolerance_s} "
                 "must be at least 1: 0 or less would accept replayed webhooks of any age"
+            )
+        if not 1 <= self.cart_ttl_s <= MAX_CART_TTL_S:
+            raise SettingsError(
+                f"{env_name('cart_ttl_s')}={self.cart_ttl_s} must be between 1 and "
+                f"{MAX_CART_TTL_S}: the cart view keeps an idle cart only a day longer"
             )
         if self.env.strip().lower() != "prod":
             return

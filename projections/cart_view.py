@@ -1,4 +1,4 @@
-"""The carts read model in Redis: one hash per cart (``{prefix}cart:{id}``), 7-day sliding TTL.
+"""The carts read model in Redis: one hash per cart (``{prefix}cart:{id}``), sliding TTL.
 
 Fields: ``meta`` (JSON: owner, currency, status, order id), ``line:{kind}:{id}`` (JSON per line),
 ``version`` and ``position`` (of the last event applied). Every write runs in one Lua script that
@@ -6,59 +6,83 @@ applies it only when its version is newer than the stored one: redelivery cannot
 
 Each customer's open carts are a sorted set ``{prefix}customer-carts:{owner}`` scored by the
 position that opened them; the highest is the customer's current cart (``/v1/carts/me``). A cart
-leaves it when checked out. Every change is published on the cart's channel and on the owner's.
+leaves it when checked out or expired. Every change is published on the cart's channel and on
+the owner's.
+
+Open carts are also in ``{prefix}carts-idle`` (no TTL), scored by the epoch seconds of their last
+event: the sweeper expires (``Cart.Expired``) those idle past the cart TTL, then the hash becomes
+a tombstone (status ``expired``, no lines) that reads answer with 410 ``cart_expired``. The hash
+outlives the cart TTL by a day (``CART_VIEW_TTL_S``) so the sweeper gets there first. A hash that
+lapsed anyway before a later event (the sweeper was down) cannot be rebuilt from that one event:
+it becomes the same tombstone, never a cart without its meta. Expired is final in the view.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any, Protocol
 
 from projections.carts import CartWrite
 from projections.keyspace import pointer_key
 
 CART_TTL_S = 7 * 24 * 3600
+CART_VIEW_TTL_S = CART_TTL_S + 24 * 3600
+EXPIRED = "expired"
 
 # KEYS: the cart hash, its change channel.
-# ARGV: version, position, ttl, op, meta-json, field, value-json, key prefix.
+# ARGV: version, position, ttl, op, meta-json, field, value-json, key prefix, activity (epoch s).
 _APPLY = """
 local stored = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 local version = tonumber(ARGV[1])
 if version <= stored then return 0 end
 local op = ARGV[4]
-if op == 'open' then
+local prefix = ARGV[8]
+local cart_id = string.sub(KEYS[1], string.len(prefix) + 6)
+local raw_meta = redis.call('HGET', KEYS[1], 'meta')
+local lost = op ~= 'open' and not raw_meta
+local ended = raw_meta and cjson.decode(raw_meta)['status'] == 'expired'
+if lost or ended then
+  for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+    if string.sub(field, 1, 5) == 'line:' then redis.call('HDEL', KEYS[1], field) end
+  end
+  if lost then redis.call('HSET', KEYS[1], 'meta', cjson.encode({status = 'expired'})) end
+elseif op == 'open' then
   redis.call('HSET', KEYS[1], 'meta', ARGV[5])
 elseif op == 'put_line' then
   redis.call('HSET', KEYS[1], ARGV[6], ARGV[7])
 elseif op == 'delete_line' then
   redis.call('HDEL', KEYS[1], ARGV[6])
-elseif op == 'clear' or op == 'close' then
-  for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
-    if op == 'clear' and string.sub(field, 1, 5) == 'line:' then
-      redis.call('HDEL', KEYS[1], field)
+else
+  if op ~= 'close' then
+    for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+      if string.sub(field, 1, 5) == 'line:' then redis.call('HDEL', KEYS[1], field) end
     end
   end
-  if op == 'close' then
-    local meta = cjson.decode(redis.call('HGET', KEYS[1], 'meta') or '{}')
-    local change = cjson.decode(ARGV[5])
-    for k, v in pairs(change) do meta[k] = v end
+  if op == 'close' or op == 'expire' then
+    local meta = cjson.decode(raw_meta)
+    for k, v in pairs(cjson.decode(ARGV[5])) do meta[k] = v end
     redis.call('HSET', KEYS[1], 'meta', cjson.encode(meta))
   end
 end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'position', ARGV[2])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+if op == 'close' or op == 'expire' then
+  redis.call('ZREM', prefix .. 'carts-idle', cart_id)
+else
+  redis.call('ZADD', prefix .. 'carts-idle', ARGV[9], cart_id)
+end
 redis.call('PUBLISH', KEYS[2], ARGV[2])
-local owner = cjson.decode(redis.call('HGET', KEYS[1], 'meta') or '{}')['owner_id']
+local owner = cjson.decode(redis.call('HGET', KEYS[1], 'meta'))['owner_id']
 if owner then
-  local carts = ARGV[8] .. 'customer-carts:' .. owner
-  local cart_id = string.sub(KEYS[1], string.len(ARGV[8]) + 6)
+  local carts = prefix .. 'customer-carts:' .. owner
   if op == 'open' then
     redis.call('ZADD', carts, tonumber(ARGV[2]), cart_id)
-  elseif op == 'close' then
+  elseif op == 'close' or op == 'expire' then
     redis.call('ZREM', carts, cart_id)
   end
   redis.call('EXPIRE', carts, tonumber(ARGV[3]))
-  redis.call('PUBLISH', ARGV[8] .. 'customer-carts-changed:' .. owner, ARGV[2])
+  redis.call('PUBLISH', prefix .. 'customer-carts-changed:' .. owner, ARGV[2])
 end
 return 1
 """
@@ -91,7 +115,7 @@ class CartView(Protocol):
 class RedisCartView:
     """Redis; a ``prefix`` lets a rebuild fill a new key space beside the live one."""
 
-    def __init__(self, client: Any, prefix: str = "", ttl_s: int = CART_TTL_S) -> None:
+    def __init__(self, client: Any, prefix: str = "", ttl_s: int = CART_VIEW_TTL_S) -> None:
         self._client = client
         self._prefix = prefix
         self._ttl_s = ttl_s
@@ -138,6 +162,7 @@ class RedisCartView:
                     field,
                     value,
                     self._prefix,
+                    _epoch(write.occurred_at),
                 ],
                 client=pipe,
             )
@@ -151,13 +176,28 @@ class RedisCartView:
         newest = self._client.zrevrange(self.customer_carts(owner_id), 0, 0)
         return self.get(newest[0].decode()) if newest else None
 
+    def idle_key(self) -> str:
+        """The sorted set of open carts scored by their last event's epoch seconds."""
+        return f"{self._prefix}carts-idle"
+
+    def idle_since(self, before: float, limit: int, *, offset: int = 0) -> list[str]:
+        """Up to ``limit`` open carts whose last event is at or before ``before`` (epoch s),
+        the longest idle first, skipping the first ``offset``."""
+        ids = self._client.zrangebyscore(self.idle_key(), "-inf", before, start=offset, num=limit)
+        return [cart_id.decode() for cart_id in ids]
+
+
+def _epoch(occurred_at: str) -> float:
+    """An event's ISO-8601 time as epoch seconds (0 when unknown: idle since forever)."""
+    return datetime.fromisoformat(occurred_at).timestamp() if occurred_at else 0.0
+
 
 def cart_document(cart_id: str, raw: dict[bytes, bytes]) -> dict[str, Any] | None:
     """The cart as the API shows it, from the hash's raw fields (None when there is none)."""
     if not raw:
         return None
     fields = {k.decode(): v.decode() for k, v in raw.items()}
-    meta = json.loads(fields["meta"]) if "meta" in fields else {}
+    meta = json.loads(fields["meta"]) if "meta" in fields else {"status": EXPIRED}
     lines = sorted(
         (json.loads(v) for k, v in fields.items() if k.startswith("line:")),
         key=lambda line: (line["product_kind"], line["product_id"]),
@@ -168,8 +208,8 @@ def cart_document(cart_id: str, raw: dict[bytes, bytes]) -> dict[str, Any] | Non
         **meta,
         "lines": lines,
         "total": {"amount_minor": total, "currency": meta.get("currency")},
-        "version": int(fields["version"]),
-        "position": int(fields["position"]),
+        "version": int(fields.get("version", 0)),
+        "position": int(fields.get("position", 0)),
     }
 
 

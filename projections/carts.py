@@ -12,20 +12,29 @@ from typing import Any
 from stream.envelope import Envelope
 
 CART_EVENTS = frozenset(
-    {"Cart.Opened", "Cart.LineAdded", "Cart.LineRemoved", "Cart.Cleared", "Cart.CheckedOut"}
+    {
+        "Cart.Opened",
+        "Cart.LineAdded",
+        "Cart.LineRemoved",
+        "Cart.Cleared",
+        "Cart.CheckedOut",
+        "Cart.Expired",
+    }
 )
 
 
 @dataclass(frozen=True)
 class CartWrite:
-    """One guarded change to a cart's view: ``op`` is open, put_line, delete_line, clear or
-    close; ``fields`` are what the op stores."""
+    """One guarded change to a cart's view: ``op`` is open, put_line, delete_line, clear,
+    close or expire; ``fields`` are what the op stores; ``occurred_at`` (the event's) is the
+    cart's last activity, which the expiry sweeper reads."""
 
     cart_id: str
     version: int
     position: int
     op: str
     fields: dict[str, Any]
+    occurred_at: str = ""
 
 
 def line_key(product_kind: str, product_id: str) -> str:
@@ -38,7 +47,16 @@ def apply(event: Envelope) -> list[CartWrite]:
     data = event.data
 
     def write(op: str, fields: dict[str, Any]) -> list[CartWrite]:
-        return [CartWrite(event.aggregate_id, event.aggregate_version, event.position, op, fields)]
+        return [
+            CartWrite(
+                event.aggregate_id,
+                event.aggregate_version,
+                event.position,
+                op,
+                fields,
+                event.occurred_at,
+            )
+        ]
 
     if event.type == "Cart.Opened":
         return write(
@@ -63,6 +81,13 @@ def apply(event: Envelope) -> list[CartWrite]:
         return write(
             "delete_line", {"key": line_key(data["product_kind"], str(data["product_id"]))}
         )
+    return write(*_emptying(event))
+
+
+def _emptying(event: Envelope) -> tuple[str, dict[str, Any]]:
+    """The ops on the whole cart: clear (drops the lines), close (checked out), expire."""
     if event.type == "Cart.Cleared":
-        return write("clear", {})
-    return write("close", {"status": "checked_out", "order_id": str(data["order_id"])})
+        return "clear", {}
+    if event.type == "Cart.Expired":
+        return "expire", {"status": "expired", "expired_at": event.occurred_at}
+    return "close", {"status": "checked_out", "order_id": str(event.data["order_id"])}

@@ -3,6 +3,7 @@ read from the catalog's write model at the moment of the command, then frozen in
 
 from __future__ import annotations
 
+import datetime as dt
 from uuid import UUID
 
 from commands import messages as m
@@ -87,6 +88,13 @@ def check_out(cmd: m.CheckOut, uow: UnitOfWork, ctx: CommandContext) -> UUID:
     cart.check_out(**trace(ctx))
     order = Order.place(cart_id=cart.id, customer_id=cart.owner_id, lines=lines, **trace(ctx))
     return uow.add(order).id
+
+
+def expire_cart(cmd: m.ExpireCart, uow: UnitOfWork, ctx: CommandContext) -> UUID:
+    """The cart decides, by its last event's time, whether it has been idle long enough."""
+    cart = _cart(uow, ctx, cmd.cart_id, Action.CART_EXPIRE)
+    cart.expire(now=dt.datetime.now(dt.UTC), idle_s=cmd.idle_s, **trace(ctx))
+    return cart.id
 
 
 def cancel_order(cmd: m.CancelOrder, uow: UnitOfWork, ctx: CommandContext) -> UUID:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from infra.cli import (
     audit_cmd,
+    carts_cmd,
     config_cmd,
     dlq_cmd,
     media_cmd,
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     dlq_cmd.register(commands)
     project_cmd.register(commands)
     payments_cmd.register(commands)
+    carts_cmd.register(commands)
     audit_cmd.register(commands)
     media_cmd.register(commands)
     return parser

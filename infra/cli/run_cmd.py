@@ -121,6 +121,7 @@ def processes(settings: Settings) -> dict[str, list[str]]:
         "relay": [sys.executable, "-m", "infra.cli", "relay"],
         "projections": [sys.executable, "-m", "infra.cli", "project", "run"],
         "payments": [sys.executable, "-m", "infra.cli", "payments", "reconcile", "--loop"],
+        "carts": [sys.executable, "-m", "infra.cli", "carts", "sweep", "--loop"],
         "media": [sys.executable, "-m", "infra.cli", "media", "work"],
     }
 

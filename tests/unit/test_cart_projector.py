@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from infra.settings import MAX_CART_TTL_S
+from projections.cart_view import CART_TTL_S, CART_VIEW_TTL_S
 from projections.carts import apply, line_key
 from tests.support import cart_envelopes
 
@@ -32,3 +36,29 @@ def test_other_events_write_nothing() -> None:
         **{**{f: getattr(envelope, f) for f in envelope.__struct_fields__}, "type": "Order.Placed"}
     )
     assert apply(other) == []
+
+
+def _retyped(envelope: Any, event_type: str, data: dict[str, Any], version: int) -> Any:
+    fields = {f: getattr(envelope, f) for f in envelope.__struct_fields__}
+    return type(envelope)(
+        **{**fields, "type": event_type, "data": data, "aggregate_version": version}
+    )
+
+
+def test_an_expired_cart_becomes_an_expire_write_carrying_its_time() -> None:
+    opened = cart_envelopes()[0]
+    expired = _retyped(opened, "Cart.Expired", {"idle_s": 604800}, 6)
+    (write,) = apply(expired)
+    assert (write.op, write.version, write.position) == ("expire", 6, opened.position)
+    assert write.fields == {"status": "expired", "expired_at": opened.occurred_at}
+    assert write.occurred_at == opened.occurred_at
+
+
+def test_every_write_carries_its_events_time_for_the_idle_index() -> None:
+    envelopes = cart_envelopes()
+    writes = [w for e in envelopes for w in apply(e)]
+    assert [w.occurred_at for w in writes] == [e.occurred_at for e in envelopes]
+
+
+def test_the_view_outlives_the_longest_cart_ttl_by_a_day() -> None:
+    assert CART_VIEW_TTL_S == MAX_CART_TTL_S + 24 * 3600 == CART_TTL_S + 24 * 3600

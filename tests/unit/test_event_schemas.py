@@ -95,6 +95,7 @@ def test_every_event_type_of_every_aggregate_is_discovered() -> None:
         "commerce": [
             "Cart.CheckedOut",
             "Cart.Cleared",
+            "Cart.Expired",
             "Cart.LineAdded",
             "Cart.LineRemoved",
             "Cart.Opened",
@@ -122,7 +123,7 @@ def test_every_event_type_of_every_aggregate_is_discovered() -> None:
         ],
         "identity": ["Account.PasswordChanged", "Account.Registered", "Account.RolesChanged"],
     }
-    assert len(TYPES) == 53
+    assert len(TYPES) == 54
 
 
 def test_the_checked_in_contract_files_are_current(capsys: pytest.CaptureFixture[str]) -> None:
@@ -136,7 +137,7 @@ def test_check_lists_stale_missing_and_extra_files_and_export_repairs_them(
 ) -> None:
     written = export(tmp_path)
     assert written.missing == sorted(schema_cmd.generated_files())
-    assert len(written.missing) == 55
+    assert len(written.missing) == 56
     (tmp_path / SCHEMAS_DIR / "Icon.Published.json").write_text("{}\n")
     (tmp_path / EVENTS_DIR / "envelope.json").unlink()
     (tmp_path / SCHEMAS_DIR / "Icon.Deleted.json").write_text("{}\n")
@@ -157,7 +158,7 @@ def test_check_lists_stale_missing_and_extra_files_and_export_repairs_them(
         "wrote docs/events/schemas/Icon.Published.json",
         "wrote docs/events/envelope.json",
         "deleted docs/events/schemas/Icon.Deleted.json",
-        "53 event types; docs/events is current",
+        "54 event types; docs/events is current",
     ]
     assert drift(tmp_path).current
     assert not (tmp_path / SCHEMAS_DIR / "Icon.Deleted.json").exists()
@@ -268,6 +269,8 @@ def _shop(bus: CommandBus, catalog: Catalog) -> None:
     bus.execute(m.CancelOrder(order_id=order_id), dave)
     bus.execute(m.AddFavourite(icon_id=icon_id), dave)
     bus.execute(m.RemoveFavourite(icon_id=icon_id), dave)
+    idle_cart = bus.execute(m.OpenCart(currency="USD"), dave).aggregate_id
+    bus.execute(m.ExpireCart(cart_id=idle_cart, idle_s=0), ctx("service:carts", "service"))
 
 
 def _paid_and_refunded(catalog: Catalog) -> list[TracedAggregate]:
@@ -382,7 +385,7 @@ def test_every_event_type_is_produced_and_validates_against_its_schema(
         assert encode(decode(payload)) == payload
     covered = Counter(envelope.type for envelope in envelopes)
     assert set(covered) == set(TYPES)
-    assert len(covered) == len(TYPES) == 53
+    assert len(covered) == len(TYPES) == 54
     assert (covered["Icon.DerivativesRecorded"], covered["Order.PaymentStarted"]) == (1, 2)
 
 

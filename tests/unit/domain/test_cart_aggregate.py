@@ -1,10 +1,11 @@
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import pytest
 
 from domain.cart import Cart, CartLine
-from domain.errors import DomainError, InvalidValue, InvariantViolated, NotFound
+from domain.errors import DomainError, Gone, InvalidValue, InvariantViolated, NotFound
 from domain.ids import order_id_for_cart
 from domain.money import Money
 from domain.products import Licence, ProductKind, ProductRef
@@ -209,3 +210,66 @@ def test_a_closed_cart_refuses_changes(
     cart.check_out(**trace)
 
     rejects(cart, InvariantViolated, "cart_closed", lambda: command(cart, trace))
+
+
+def _week_later(cart: Cart) -> datetime:
+    return cart.modified_on + timedelta(seconds=WEEK_S)
+
+
+WEEK_S = 7 * 24 * 3600
+
+
+def test_an_idle_cart_expires_and_refuses_every_change(
+    trace: Trace, collect: Collect, rejects: Rejects
+) -> None:
+    cart = _cart_with_icon(trace)
+    collect(cart)
+
+    cart.expire(now=_week_later(cart), idle_s=WEEK_S, **trace)
+
+    (expired,) = cart.collect_events()
+    assert isinstance(expired, Cart.Expired)
+    assert (expired.idle_s, expired.originator_version) == (WEEK_S, 3)
+    assert (cart.is_expired, cart.is_closed, cart.version) == (True, False, 3)
+    for command in (
+        lambda: cart.add_line(
+            product=SET, unit_price=Money(4900, "EUR"), licence=Licence.STANDARD, **trace
+        ),
+        lambda: cart.remove_line(product=ICON, **trace),
+        lambda: cart.clear(**trace),
+        lambda: cart.check_out(**trace),
+        lambda: cart.expire(now=_week_later(cart), idle_s=WEEK_S, **trace),
+    ):
+        rejects(cart, Gone, "cart_expired", command)
+    assert cart.lines == (CartLine(ICON, Money(300, "EUR"), Licence.STANDARD),)
+
+
+def test_a_cart_changed_within_the_ttl_does_not_expire(trace: Trace, rejects: Rejects) -> None:
+    cart = _cart_with_icon(trace)
+    just_under = cart.modified_on + timedelta(seconds=WEEK_S - 1)
+
+    rejects(
+        cart,
+        InvariantViolated,
+        "cart_not_idle",
+        lambda: cart.expire(now=just_under, idle_s=WEEK_S, **trace),
+    )
+    rejects(
+        cart,
+        InvalidValue,
+        "invalid_idle_time",
+        lambda: cart.expire(now=_week_later(cart), idle_s=-1, **trace),
+    )
+    assert cart.is_expired is False
+
+
+def test_a_checked_out_cart_does_not_expire(trace: Trace, rejects: Rejects) -> None:
+    cart = _cart_with_icon(trace)
+    cart.check_out(**trace)
+
+    rejects(
+        cart,
+        InvariantViolated,
+        "cart_closed",
+        lambda: cart.expire(now=_week_later(cart), idle_s=WEEK_S, **trace),
+    )

@@ -1,0 +1,85 @@
+"""`iconmarket carts sweep [--loop]`: expire open carts left idle past the cart TTL."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import signal
+import threading
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+
+from infra.bootstrap import Container, bootstrap
+from infra.cart_sweep import SweepReport, live_view, sweep
+from infra.logs import configure
+
+log = logging.getLogger("iconmarket.carts")
+
+
+def register(commands: Any) -> None:
+    carts = commands.add_parser(
+        "carts",
+        help="cart operations (expiry of idle carts)",
+        description="Cart operations on the event store and the live cart view.",
+    )
+    actions = carts.add_subparsers(dest="action", required=True, metavar="ACTION")
+    run = actions.add_parser(
+        "sweep",
+        help="record Cart.Expired for open carts idle longer than the cart TTL",
+        description="Find open carts whose last change is older than ICONMARKET_CART_TTL_S "
+        "seconds in the live cart view and expire them (Cart.Expired, as the service role); "
+        "the cart itself decides by its last event's time, so a cart changed meanwhile stays "
+        "open. With --loop, repeat every ICONMARKET_CART_SWEEP_INTERVAL_S until SIGTERM or "
+        "Ctrl-C.",
+    )
+    run.add_argument("--loop", action="store_true", help="keep sweeping periodically")
+    run.set_defaults(handler=_sweep)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    container = bootstrap()
+    configure(container.settings.log_level)
+    try:
+        if args.loop:
+            _loop(container)
+            return 0
+        report = _once(container)
+    finally:
+        container.close()
+    Console(stderr=True).print(
+        f"sweep: {report.expired} carts expired, {report.refused} refused (the view was behind; "
+        "looked at again next pass)",
+        highlight=False,
+    )
+    return 0
+
+
+def _once(container: Container) -> SweepReport:
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("expiring idle carts", total=None)
+        return sweep(
+            container.bus,
+            live_view(container.redis),
+            ttl_s=container.settings.cart_ttl_s,
+            advance=lambda: progress.advance(task),
+        )
+
+
+def _loop(container: Container) -> None:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    settings = container.settings
+    # The first pass waits one interval, like the payments process: `iconmarket run` starts
+    # every process at once, and a cart cannot go idle for a TTL within one interval.
+    while not stop.wait(settings.cart_sweep_interval_s):
+        try:
+            report = sweep(container.bus, live_view(container.redis), ttl_s=settings.cart_ttl_s)
+        except Exception:  # a store or Redis hiccup must not stop `iconmarket run`: next pass
+            log.exception("cart sweep pass failed")
+        else:
+            if report.expired or report.refused:
+                log.info("idle carts swept", extra=dataclasses.asdict(report))
