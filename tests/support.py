@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -218,6 +220,27 @@ def wait_for_topic_leaders(
         raise AssertionError(f"topic {topic} has no leader for every partition after {timeout_s}s")
     finally:
         probe.close()
+
+
+@contextlib.contextmanager
+def scratch_topic(container: Any, prefix: str, partitions: int) -> Iterator[str]:
+    """A new topic and its ``.dlq`` of this test's own, each with ``partitions`` led partitions;
+    both deleted afterwards."""
+    from kafka.admin import NewTopic
+
+    from stream.topics import dead_letter_topic
+
+    name = f"{prefix}.{uuid.uuid4().hex[:10]}"
+    names = [name, dead_letter_topic(name)]
+    admin = container.kafka_admin()
+    try:
+        admin.create_topics([NewTopic(n, partitions, 1) for n in names], timeout_ms=10_000)
+        for created in names:
+            wait_for_topic_leaders(container.settings.kafka_bootstrap, created, partitions)
+        yield name
+    finally:
+        admin.delete_topics(names)
+        admin.close()
 
 
 def object_keys(s3: Any, bucket: str, prefix: str = "") -> set[str]:

@@ -17,7 +17,6 @@ from pathlib import Path
 import psycopg
 import pytest
 from kafka import KafkaProducer
-from kafka.admin import NewTopic
 from prometheus_client import REGISTRY
 
 from infra.bootstrap import Container
@@ -25,8 +24,7 @@ from infra.settings import Settings
 from infra.stack.process import running_pid
 from stream import envelope as env
 from stream.consumer import Backoff, ConsumerRunner, Delivery
-from stream.topics import dead_letter_topic
-from tests.support import wait_for_topic_leaders
+from tests.support import scratch_topic
 
 pytestmark = pytest.mark.integration
 
@@ -58,16 +56,8 @@ def _frozen(pid: int) -> Iterator[None]:
 
 @pytest.fixture
 def topic(container: Container) -> Iterator[str]:
-    name = f"test.faults.{uuid.uuid4().hex[:10]}"
-    admin = container.kafka_admin()
-    admin.create_topics(
-        [NewTopic(name, 3, 1), NewTopic(dead_letter_topic(name), 3, 1)], timeout_ms=10_000
-    )
-    for created in (name, dead_letter_topic(name)):
-        wait_for_topic_leaders(container.settings.kafka_bootstrap, created, 3)
-    yield name
-    admin.delete_topics([name, dead_letter_topic(name)])
-    admin.close()
+    with scratch_topic(container, "test.faults", 3) as name:
+        yield name
 
 
 def _envelope(key: str, version: int) -> env.Envelope:

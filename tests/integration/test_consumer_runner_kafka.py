@@ -22,7 +22,6 @@ import msgspec
 import psycopg
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
 from prometheus_client import REGISTRY
 
 from infra.bootstrap import Container
@@ -32,7 +31,7 @@ from stream.consumer import Backoff, ConsumerRunner, Delivery, Partition
 from stream.dlq import KafkaPublisher, read_dead_letters
 from stream.producer import ConfluentProducer
 from stream.topics import dead_letter_topic
-from tests.support import wait_for_topic_leaders
+from tests.support import scratch_topic
 
 pytestmark = pytest.mark.integration
 
@@ -42,16 +41,8 @@ FAST = Backoff(initial_s=0.01, factor=2.0, max_s=0.04)
 
 @pytest.fixture
 def topic(container: Container) -> Iterator[str]:
-    name = f"test.consumer.{uuid.uuid4().hex[:10]}"
-    admin = container.kafka_admin()
-    admin.create_topics(
-        [NewTopic(name, 3, 1), NewTopic(dead_letter_topic(name), 3, 1)], timeout_ms=10_000
-    )
-    for created in (name, dead_letter_topic(name)):
-        wait_for_topic_leaders(container.settings.kafka_bootstrap, created, 3)
-    yield name
-    admin.delete_topics([name, dead_letter_topic(name)])
-    admin.close()
+    with scratch_topic(container, "test.consumer", 3) as name:
+        yield name
 
 
 @pytest.fixture

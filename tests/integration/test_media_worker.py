@@ -18,7 +18,6 @@ from uuid import UUID
 
 import pytest
 from kafka import KafkaProducer
-from kafka.admin import NewTopic
 from PIL import Image
 
 from commands import messages as m
@@ -35,8 +34,7 @@ from pipelines.rerender import Selection, current_originals, rerender
 from stream import envelope as env
 from stream.consumer import Backoff, ConsumerRunner, Delivery
 from stream.dlq import read_dead_letters
-from stream.topics import dead_letter_topic
-from tests.support import appended_since, ctx, log_heads, wait_for_topic_leaders
+from tests.support import appended_since, ctx, log_heads, scratch_topic
 
 pytestmark = pytest.mark.integration
 
@@ -87,16 +85,8 @@ class CountingStore:
 
 @pytest.fixture
 def topic(container: Container) -> Iterator[str]:
-    name = f"test.media.{uuid.uuid4().hex[:10]}"
-    admin = container.kafka_admin()
-    admin.create_topics(
-        [NewTopic(name, 1, 1), NewTopic(dead_letter_topic(name), 1, 1)], timeout_ms=10_000
-    )
-    for created in (name, dead_letter_topic(name)):
-        wait_for_topic_leaders(container.settings.kafka_bootstrap, created, 1)
-    yield name
-    admin.delete_topics([name, dead_letter_topic(name)])
-    admin.close()
+    with scratch_topic(container, "test.media", 1) as name:
+        yield name
 
 
 @pytest.fixture
