@@ -32,7 +32,7 @@ from infra.settings import Settings
 from stream import metrics
 from stream.dlq import DeadLetterPublisher, KafkaPublisher, dead_letter_headers, describe_error
 from stream.envelope import Envelope, decode
-from stream.failures import is_transient
+from stream.failures import Backoff, is_transient
 from stream.parking import ParkedEvent, ParkingLot, ParkRequest, PostgresParkingLot, in_partitions
 from stream.topics import dead_letter_topic
 
@@ -130,18 +130,6 @@ class Handler(Protocol):
     """
 
     def __call__(self, deliveries: Sequence[Delivery], /) -> None: ...
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Delay before retry number ``failures``: ``initial_s * factor**(failures-1)``, capped."""
-
-    initial_s: float = 0.1
-    factor: float = 2.0
-    max_s: float = 2.0
-
-    def delay(self, failures: int) -> float:
-        return min(self.max_s, self.initial_s * self.factor ** max(0, failures - 1))
 
 
 class Step(enum.Enum):

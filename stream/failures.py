@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 HTTP_TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 S3_TRANSIENT_CODES = frozenset(
@@ -31,6 +32,18 @@ S3_TRANSIENT_CODES = frozenset(
 class Failure(enum.Enum):
     TRANSIENT = "transient"
     POISON = "poison"
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delay before retry number ``failures``: ``initial_s * factor**(failures-1)``, capped."""
+
+    initial_s: float = 0.1
+    factor: float = 2.0
+    max_s: float = 2.0
+
+    def delay(self, failures: int) -> float:
+        return min(self.max_s, self.initial_s * self.factor ** max(0, failures - 1))
 
 
 class TransientError(Exception):

@@ -27,7 +27,24 @@ def producer_config(settings: Settings, client_id: str) -> dict[str, Any]:
 
 
 class PublishError(RuntimeError):
-    """Kafka did not acknowledge every message sent since the last flush."""
+    """Kafka did not acknowledge every message sent since the last flush. ``codes`` holds the
+    librdkafka error code of each message Kafka refused (empty when they only timed out)."""
+
+    def __init__(self, message: str, codes: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.codes = codes
+
+
+def refused_for_size(error: BaseException) -> bool:
+    """Kafka refused the message (or its record batch) as too large: retrying cannot help."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    size = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE}
+    if isinstance(error, PublishError):
+        return bool(size.intersection(error.codes))
+    if isinstance(error, KafkaException) and error.args and isinstance(error.args[0], KafkaError):
+        return error.args[0].code() in size
+    return False
 
 
 class EventProducer(Protocol):
@@ -57,11 +74,11 @@ class ConfluentProducer:
                 "message.timeout.ms": 60_000,
             }
         )
-        self._errors: list[str] = []
+        self._errors: list[Any] = []  # the KafkaError of each refused message
 
     def _delivered(self, error: Any, _message: Any) -> None:
         if error is not None:
-            self._errors.append(str(error))
+            self._errors.append(error)
 
     def send(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
         routing: list[tuple[str, str | bytes | None]] = list(headers)
@@ -80,7 +97,9 @@ class ConfluentProducer:
         errors, self._errors = self._errors, []
         if remaining or errors:
             raise PublishError(
-                f"{remaining} message(s) unacknowledged, {len(errors)} failed: {errors[:3]}"
+                f"{remaining} message(s) unacknowledged, {len(errors)} failed: "
+                f"{[str(error) for error in errors[:3]]}",
+                tuple(error.code() for error in errors),
             )
 
     def close(self) -> None:

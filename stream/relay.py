@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import re
 import signal
 import threading
 import zlib
@@ -35,15 +34,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from eventsourcing import persistence
 from prometheus_client import Counter, Gauge
 from psycopg import sql
 
 from commands.applications import ContextApplication
 from infra.settings import Settings
 from stream import envelope as env
+from stream.dlq import describe_error
+from stream.failures import Backoff, is_transient
 from stream.metrics import counter
-from stream.producer import ConfluentProducer, EventProducer, PublishError
+from stream.producer import ConfluentProducer, EventProducer, PublishError, refused_for_size
 from stream.topics import topic_for
 
 log = logging.getLogger("iconmarket.relay")
@@ -84,17 +84,6 @@ POSITIONS_TABLE = "relay_positions"
 PARKED_TABLE = "relay_parked"
 POSITIONS_CHANNEL = "iconmarket_relay_positions"
 FAULT_VAR = "ICONMARKET_RELAY_FAULT_KILL_AFTER_FLUSH"
-
-# librdkafka's names for "this message (or its record batch) is too large for the topic".
-_SIZE_CODES = re.compile(r"\bcode=_?(MSG_SIZE_TOO_LARGE|RECORD_LIST_TOO_LARGE)\b")
-_TRANSIENT_BUILD_ERRORS = (
-    psycopg.OperationalError,
-    psycopg.InterfaceError,
-    persistence.OperationalError,
-    persistence.InterfaceError,
-    ConnectionError,
-    TimeoutError,
-)
 
 
 def lock_key(log_name: str) -> int:
@@ -250,28 +239,6 @@ class RelayPositions:
         return [ParkedEntry(*row) for row in rows]
 
 
-def rejected_for_size(error: BaseException) -> bool:
-    """Kafka refused the message (or its record batch) as too large: retrying cannot help."""
-    return _SIZE_CODES.search(str(error)) is not None or any(
-        _SIZE_CODES.search(str(arg)) for arg in error.args
-    )
-
-
-class Backoff:
-    """Capped exponential delays: ``initial_s``, doubled per failure up to ``max_s``."""
-
-    def __init__(self, initial_s: float, max_s: float) -> None:
-        self.initial_s, self.max_s = initial_s, max_s
-        self._next = initial_s
-
-    def next(self) -> float:
-        delay, self._next = self._next, min(self.max_s, self._next * 2)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self.initial_s
-
-
 @dataclass
 class RelayStats:
     published: int = 0
@@ -389,7 +356,8 @@ class Relay:
         positions: RelayPositions,
         position: int,
     ) -> None:
-        backoff = Backoff(self.retry_initial_s, self.retry_max_s)
+        backoff = Backoff(self.retry_initial_s, 2.0, self.retry_max_s)
+        failures = 0
         producer = self.producer_factory(self.settings)
         try:
             while not stop.is_set():
@@ -400,7 +368,8 @@ class Relay:
                 except (LockLost, psycopg.Error):
                     raise  # stand by, or reconnect to PostgreSQL and re-acquire the lock
                 except Exception as exc:  # Kafka down or slow: retry this batch
-                    self._retry_later(exc, position, backoff, stop)
+                    failures += 1
+                    self._retry_later(exc, position, backoff.delay(failures), stop)
                     producer.close()
                     producer = self.producer_factory(self.settings)
                     continue
@@ -409,16 +378,15 @@ class Relay:
                     for _ in listener.notifies(timeout=self.idle_wait_s, stop_after=1):
                         pass
                     continue
-                backoff.reset()
+                failures = 0
                 position = published
                 self._set_lag(position)
         finally:
             producer.close()
 
     def _retry_later(
-        self, error: BaseException, position: int, backoff: Backoff, stop: threading.Event
+        self, error: BaseException, position: int, delay: float, stop: threading.Event
     ) -> None:
-        delay = backoff.next()
         PUBLISH_FAILURES.labels(self.log_name).inc()
         self.stats.retries += 1
         self._set_lag(position)
@@ -484,10 +452,10 @@ class Relay:
                         env.headers(envelope),
                     )
                 )
-            except _TRANSIENT_BUILD_ERRORS:
-                raise
-            except Exception as exc:  # this stored event can never be published
-                parked.append(_parked(notification, exc))
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                parked.append(_parked(notification, exc))  # it can never be published
         return messages, parked
 
     def _produce(
@@ -499,7 +467,7 @@ class Relay:
         try:
             producer.flush(self.flush_timeout_s)  # raises unless every message was acknowledged
         except PublishError as exc:
-            if not rejected_for_size(exc):
+            if not refused_for_size(exc):
                 raise
             return self._produce_one_by_one(producer, messages, refused)
         return list(refused.values())
@@ -512,7 +480,7 @@ class Relay:
             try:
                 producer.send(self.topic, message.key, message.value, message.headers)
             except Exception as exc:
-                if not rejected_for_size(exc):
+                if not refused_for_size(exc):
                     raise
                 refused[message.notification_id] = _parked_message(message, exc)
         return refused
@@ -534,7 +502,7 @@ class Relay:
                 producer.send(self.topic, message.key, message.value, message.headers)
                 producer.flush(self.flush_timeout_s)
             except Exception as exc:
-                if not rejected_for_size(exc):
+                if not refused_for_size(exc):
                     raise
                 refused[message.notification_id] = _parked_message(message, exc)
         return list(refused.values())
@@ -560,17 +528,13 @@ class Relay:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"[:2000]
-
-
 def _parked(notification: Any, error: BaseException) -> ParkedNotification:
     return ParkedNotification(
         int(notification.id),
         str(notification.originator_id),
         int(notification.originator_version),
         str(notification.topic),
-        _describe(error),
+        describe_error(error),
     )
 
 
@@ -580,7 +544,7 @@ def _parked_message(message: _Message, error: BaseException) -> ParkedNotificati
         message.aggregate_id,
         message.aggregate_version,
         message.event_topic,
-        _describe(error),
+        describe_error(error),
     )
 
 

@@ -87,3 +87,12 @@ def test_a_cycle_in_the_cause_chain_ends_the_walk() -> None:
     first, second = ValueError("a"), ValueError("b")
     first.__cause__, second.__cause__ = second, first
     assert classify(first) is Failure.POISON
+
+
+def test_a_size_refusal_is_read_from_the_error_codes_not_the_text() -> None:
+    from stream.producer import refused_for_size
+
+    assert refused_for_size(PublishError("1 failed", (KafkaError.MSG_SIZE_TOO_LARGE,)))
+    assert refused_for_size(KafkaException(KafkaError(KafkaError.RECORD_LIST_TOO_LARGE)))
+    assert not refused_for_size(PublishError("1 failed: code=MSG_SIZE_TOO_LARGE"))
+    assert not refused_for_size(PublishError("timed out", (KafkaError._MSG_TIMED_OUT,)))
