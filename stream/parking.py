@@ -147,7 +147,12 @@ class PostgresParkingLot:
         if self._conn is None:
             conn = psycopg.connect(self._settings.postgres_dsn, autocommit=True)
             try:
-                conn.execute(SCHEMA)
+                # CREATE … IF NOT EXISTS races a concurrent one (a unique violation on the type
+                # name): every process of `iconmarket run` opens its lot at once on a fresh
+                # database, so the creation is serialised on an advisory lock.
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (PARKED_TABLE,))
+                    conn.execute(SCHEMA)
             except BaseException:
                 conn.close()
                 raise

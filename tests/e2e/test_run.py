@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -60,12 +61,24 @@ def running_app(read_timeout_s: float = 90) -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         bufsize=0,
     )
+    seen: list[str] = []
     try:
-        _wait_for_log(proc, "Application startup complete", timeout_s=90)
+        seen = _wait_for_log(proc, "Application startup complete", timeout_s=90)
+        # Keep draining stderr, so a full pipe never blocks the children's logging, and so a
+        # process that died (which stops every other one) can be named below.
+        drain = threading.Thread(target=_drain, args=(proc, seen), daemon=True)
+        drain.start()
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0
+        code = proc.wait(timeout=60)
+        assert code == 0, f"iconmarket run exited {code}; stderr ended:\n{''.join(seen)[-6000:]}"
+
+
+def _drain(proc: subprocess.Popen[bytes], into: list[str]) -> None:
+    assert proc.stderr is not None
+    for raw in iter(proc.stderr.readline, b""):
+        into.append(raw.decode(errors="replace"))
 
 
 def test_run_serves_ready_and_stops_on_ctrl_c() -> None:
