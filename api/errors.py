@@ -15,6 +15,7 @@ from commands.errors import (
     AccessDenied,
     AggregateNotFound,
     AlreadyExists,
+    CommandDeadlineExceeded,
     CommandError,
     IdempotencyKeyReused,
     ProductUnavailable,
@@ -140,8 +141,15 @@ def _provider_unavailable(
     return problem(503, exc.code, exc.message, headers={"Retry-After": retry_after})
 
 
+def _command_timeout(
+    _request: Request[Any, Any, Any], exc: CommandDeadlineExceeded
+) -> Response[Any]:
+    return problem(503, exc.code, exc.message, headers={"Retry-After": str(exc.retry_after_s)})
+
+
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     PaymentProviderUnavailable: _provider_unavailable,
+    CommandDeadlineExceeded: _command_timeout,
     StaleRead: _stale,
     MediaRefused: _media,
     DomainError: _domain,

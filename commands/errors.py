@@ -59,3 +59,17 @@ class Unauthenticated(CommandError):
     """Credentials are missing, wrong or expired."""
 
     code = "unauthenticated"
+
+
+class CommandDeadlineExceeded(CommandError, TimeoutError):
+    """The command did not complete within its deadline (the store is slow, down or stuck).
+
+    When the bus had not yet taken it into a transaction it was dropped and nothing was applied;
+    otherwise its outcome is unknown: retry with the same Idempotency-Key. A ``TimeoutError``, so
+    consumers treat it as transient. Retry after ``retry_after_s`` seconds."""
+
+    code = "command_timeout"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -2,7 +2,9 @@
 
 A command saved with ``idempotency=[IdempotencyRecord, ...]`` either appends its events *and* its
 keys, or nothing: a repeated key (even from a concurrent request) violates the key's primary key,
-which rolls the events back too. The stored result is looked up by key afterwards.
+which rolls the events back too. The stored result is looked up by key afterwards; its position
+is that of the command's last event over every aggregate it changed (``touched``), which is the
+position the command answered the first time.
 
 Each events table also carries a tamper-evidence chain (`infra.audit.chain` has the details):
 a BEFORE INSERT trigger, in the inserting transaction, sets ``chain_hash`` = sha256(previous
@@ -29,12 +31,15 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 
 @dataclass(frozen=True)
 class IdempotencyRecord:
-    """One command's key, the fingerprint of its request, and the aggregate version it produced."""
+    """One command's key, the fingerprint of its request, the aggregate version it produced, and
+    the last version of every aggregate it changed (the first answer's position is the highest
+    notification id among those events)."""
 
     key: str
     fingerprint: str
     aggregate_id: UUID
     version: int
+    touched: tuple[tuple[UUID, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,20 +73,30 @@ class IdempotentPostgresRecorder(PostgresApplicationRecorder, IdempotentRecorder
                 "fingerprint text NOT NULL, "
                 "aggregate_id uuid NOT NULL, "
                 "aggregate_version bigint NOT NULL, "
-                "recorded_at timestamptz NOT NULL DEFAULT now())"
+                "recorded_at timestamptz NOT NULL DEFAULT now(), "
+                "touched_ids uuid[], "
+                "touched_versions bigint[])"
             ).format(table=table)
         )
-        self._chain_statements = chain_statements(self.datastore.schema, self.events_table_name)
+        self._chain_statements = [
+            *chain_statements(self.datastore.schema, self.events_table_name),
+            touched_statement(self.datastore.schema, self.idempotency_table_name),
+        ]
         self._insert_key = SQL(
-            "INSERT INTO {table} (idempotency_key, fingerprint, aggregate_id, aggregate_version) "
-            "VALUES (%s, %s, %s, %s)"
+            "INSERT INTO {table} (idempotency_key, fingerprint, aggregate_id, aggregate_version, "
+            "touched_ids, touched_versions) VALUES (%s, %s, %s, %s, %s, %s)"
         ).format(table=table)
+        events = Identifier(self.datastore.schema, self.events_table_name)
+        # Rows written before ``touched`` existed fall back to the primary aggregate's event.
         self._select_outcome = SQL(
-            "SELECT k.fingerprint, k.aggregate_id, k.aggregate_version, e.notification_id "
-            "FROM {table} k JOIN {events} e "
-            "ON e.originator_id = k.aggregate_id AND e.originator_version = k.aggregate_version "
-            "WHERE k.idempotency_key = %s"
-        ).format(table=table, events=Identifier(self.datastore.schema, self.events_table_name))
+            "SELECT k.fingerprint, k.aggregate_id, k.aggregate_version, coalesce("
+            "(SELECT max(e.notification_id) FROM {events} e "
+            "JOIN unnest(k.touched_ids, k.touched_versions) AS t(id, version) "
+            "ON e.originator_id = t.id AND e.originator_version = t.version), "
+            "(SELECT e.notification_id FROM {events} e WHERE e.originator_id = k.aggregate_id "
+            "AND e.originator_version = k.aggregate_version)) AS notification_id "
+            "FROM {table} k WHERE k.idempotency_key = %s"
+        ).format(table=table, events=events)
 
     def create_table(self) -> None:
         """The library's tables, then the chain (in its own short transaction).
@@ -112,7 +127,17 @@ class IdempotentPostgresRecorder(PostgresApplicationRecorder, IdempotentRecorder
         if records:
             curs.executemany(
                 self._insert_key,
-                [(r.key, r.fingerprint, r.aggregate_id, r.version) for r in records],
+                [
+                    (
+                        r.key,
+                        r.fingerprint,
+                        r.aggregate_id,
+                        r.version,
+                        [aggregate_id for aggregate_id, _ in r.touched],
+                        [version for _, version in r.touched],
+                    )
+                    for r in records
+                ],
             )
         super()._insert_events(curs, stored_events, **kwargs)
 
@@ -120,7 +145,7 @@ class IdempotentPostgresRecorder(PostgresApplicationRecorder, IdempotentRecorder
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self._select_outcome, (key,), prepare=True)
             row = curs.fetchone()
-        if row is None:
+        if row is None or row["notification_id"] is None:
             return None
         return StoredOutcome(
             fingerprint=row["fingerprint"],
@@ -128,6 +153,26 @@ class IdempotentPostgresRecorder(PostgresApplicationRecorder, IdempotentRecorder
             version=row["aggregate_version"],
             position=row["notification_id"],
         )
+
+
+def touched_statement(schema: str, idempotency_table: str) -> Composed:
+    """The ``touched`` columns on an idempotency table created before they existed (guarded,
+    like the chain's columns, so that an up-to-date table takes no ACCESS EXCLUSIVE lock)."""
+    return SQL(
+        "DO $touched$ BEGIN "
+        "IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = {schema} "
+        "AND table_name = {name} AND column_name = 'touched_ids') THEN "
+        "SET LOCAL lock_timeout = '10s'; "
+        "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS touched_ids uuid[], "
+        "ADD COLUMN IF NOT EXISTS touched_versions bigint[]; "
+        "END IF; "
+        "EXCEPTION WHEN duplicate_column THEN NULL; "
+        "END $touched$"
+    ).format(
+        schema=Literal(schema),
+        name=Literal(idempotency_table),
+        table=Identifier(schema, idempotency_table),
+    )
 
 
 CHAIN_FUNCTION_SUFFIX = "_chain_v1"
@@ -220,14 +265,17 @@ class IdempotentPopoRecorder(POPOApplicationRecorder, IdempotentRecorder):
             record = self._keys.get(key)
         if record is None:
             return None
-        for notification in self.select_notifications(start=None, limit=1_000_000):
-            if notification.originator_id == record.aggregate_id and (
-                notification.originator_version == record.version
-            ):
-                return StoredOutcome(
-                    record.fingerprint, record.aggregate_id, record.version, notification.id
-                )
-        return None
+        last_events = set(record.touched) or {(record.aggregate_id, record.version)}
+        positions = [
+            notification.id
+            for notification in self.select_notifications(start=None, limit=1_000_000)
+            if (notification.originator_id, notification.originator_version) in last_events
+        ]
+        if not positions:
+            return None
+        return StoredOutcome(
+            record.fingerprint, record.aggregate_id, record.version, max(positions)
+        )
 
 
 class IdempotentPostgresFactory(PostgresFactory):

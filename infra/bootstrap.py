@@ -202,7 +202,17 @@ class Container:
         from commands.bus import CommandBus
         from commands.routes import ROUTES
 
-        return CommandBus(self.applications, ROUTES, group_commit=self.settings.group_commit)
+        return CommandBus(
+            self.applications,
+            ROUTES,
+            group_commit=self.settings.group_commit,
+            deadline_s=self.settings.command_deadline_s,
+        )
+
+    def built_bus(self) -> CommandBus | None:
+        """The bus if this process has built it (readiness reports its writers), else None."""
+        bus: CommandBus | None = self.__dict__.get("bus")
+        return bus
 
     @cached_property
     def tokens(self) -> TokenService:

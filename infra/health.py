@@ -83,8 +83,19 @@ def _describe(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+def command_writers(container: Container) -> list[CheckResult]:
+    """``command_writer:<context>`` per group-commit writer of this process's bus (none before
+    the bus is built): down when its thread died or its oldest command waited past the
+    deadline (it is stuck)."""
+    bus = container.built_bus()
+    if bus is None:
+        return []
+    return [CheckResult(w.name, w.healthy, 0.0, w.problem) for w in bus.health()]
+
+
 def check_all(container: Container, pool: ThreadPoolExecutor) -> list[CheckResult]:
-    """Run every probe concurrently; one that overruns the timeout counts as down."""
+    """Run every probe concurrently; one that overruns the timeout counts as down. The bus's
+    command writers follow the dependencies."""
     timeout = container.settings.health_timeout_s
     futures = {name: pool.submit(_timed, name, check, container) for name, check in CHECKS.items()}
     deadline = time.monotonic() + timeout + 0.5
@@ -94,4 +105,4 @@ def check_all(container: Container, pool: ThreadPoolExecutor) -> list[CheckResul
             results.append(future.result(timeout=max(0.0, deadline - time.monotonic())))
         except FutureTimeout:
             results.append(CheckResult(name, False, timeout * 1000, f"no answer within {timeout}s"))
-    return results
+    return results + command_writers(container)

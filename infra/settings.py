@@ -84,6 +84,13 @@ class Settings:
         "Batch concurrent commands of one bounded context into one store transaction.",
         group="postgres",
     )
+    command_deadline_s: float = _setting(
+        10.0,
+        "Seconds a command may take from submission to its saved result. A command the writer "
+        "has not taken by then is dropped unapplied; the caller gets 503 `command_timeout` with "
+        "Retry-After, and /health/ready reports a writer whose oldest command waited longer.",
+        group="postgres",
+    )
     postgres_host: str = _setting("127.0.0.1", "PostgreSQL host.", group="postgres")
     postgres_port: int = _setting(15432, "PostgreSQL port.", group="postgres")
     postgres_db: str = _setting(

@@ -152,7 +152,9 @@ def test_success_pays_grants_and_a_replay_appends_nothing(world: World) -> None:
         "Library.EntitlementsGranted",
     ]
     heads = log_heads(world.apps)
-    assert handle_event(world.bus, world.provider, event).outcome == "duplicate"
+    duplicate = handle_event(world.bus, world.provider, event)
+    assert (duplicate.outcome, duplicate.position) == ("duplicate", applied.position)
+    assert applied.position == heads["commerce"]  # the command's last event, not its first
     failed = _intent_event(world, "evt_2", "payment_intent.payment_failed", "pi_fake_1")
     assert handle_event(world.bus, world.provider, failed).outcome == "applied"
     assert world.events(heads) == []

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 from uuid import UUID
 
 import pytest
+from eventsourcing.persistence import IntegrityError
 
+from commands import bus as bus_module
 from commands import messages as m
 from commands.applications import Applications, build_applications
 from commands.bus import CommandBus
@@ -15,6 +20,7 @@ from commands.errors import (
     AccessDenied,
     AggregateNotFound,
     AlreadyExists,
+    CommandDeadlineExceeded,
     IdempotencyKeyReused,
     ProductUnavailable,
     VersionConflict,
@@ -235,3 +241,241 @@ def test_a_short_password_is_refused_by_the_command_itself(
     with pytest.raises(WeakPassword, match="at least 10 characters"):
         bus.execute(m.RegisterAccount(email="short@example.com", password="123456789"), ctx("a"))
     assert _log_size(apps) == 0
+
+
+class _Boom(RuntimeError):
+    pass
+
+
+def _raise_once(target: Any, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``target.name`` raise ``_Boom`` on its first call, then behave as before."""
+    original = getattr(target, name)
+    calls = {"n": 0}
+
+    def once(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise _Boom(f"{name} failed")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(target, name, once)
+
+
+@pytest.fixture
+def grouped(apps: Applications) -> Iterator[CommandBus]:
+    built = CommandBus(apps, ROUTES, group_commit=True, deadline_s=1.0)
+    yield built
+    built.close()
+
+
+class _Gate:
+    """Holds the catalog writer inside its first save (its transaction) until ``open()``."""
+
+    def __init__(self, bus: CommandBus, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.entered, self.released = threading.Event(), threading.Event()
+        original = bus_module._save
+
+        def gated(app: Any, prepared: Any) -> Any:
+            if app.context == "catalog" and not self.released.is_set():
+                self.entered.set()
+                assert self.released.wait(timeout=10)
+            return original(app, prepared)
+
+        monkeypatch.setattr(bus_module, "_save", gated)
+
+    def open(self) -> None:
+        self.released.set()
+
+
+def _families(apps: Applications) -> list[str]:
+    return [n.topic for n in apps.catalog.recorder.select_notifications(start=None, limit=10**6)]
+
+
+def test_an_error_after_the_save_fails_only_that_command_and_the_writer_goes_on(
+    grouped: CommandBus, apps: Applications, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _raise_once(bus_module, "_result", monkeypatch)
+    with pytest.raises(_Boom):
+        grouped.execute(m.CreateFamily(name="A"), ctx("alice", "contributor"))
+    after = grouped.execute(m.CreateFamily(name="B"), ctx("alice", "contributor"))
+    assert (after.version, after.position) == (1, 2)
+    assert all(w.alive for w in grouped.health())
+
+
+def test_an_error_outside_the_save_fails_its_batch_and_the_writer_goes_on(
+    grouped: CommandBus, apps: Applications, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _raise_once(grouped, "_is_stale", monkeypatch)
+    with pytest.raises(_Boom):
+        grouped.execute(m.CreateFamily(name="A"), ctx("alice", "contributor"))
+    assert _log_size(apps) == 0
+    after = grouped.execute(m.CreateFamily(name="B"), ctx("alice", "contributor"))
+    assert (after.version, after.position) == (1, 1)
+    assert [w.healthy for w in grouped.health()] == [True, True, True]
+
+
+def test_a_replay_failing_in_the_writer_fails_that_command_alone(
+    grouped: CommandBus, apps: Applications, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    family = grouped.execute(m.CreateFamily(name="A"), ctx("alice", "contributor"))
+    gate = _Gate(grouped, monkeypatch)
+    blocker = grouped.submit(m.CreateFamily(name="X"), ctx("bob", "contributor"))
+    assert gate.entered.wait(timeout=5)
+    keyed = ctx("alice", "contributor", key="k-stale")
+    first = grouped.submit(m.UpdateFamily(family_id=family.aggregate_id, name="B"), keyed)
+    second = grouped.submit(
+        m.UpdateFamily(family_id=family.aggregate_id, name="C"), ctx("alice", "contributor")
+    )
+    _raise_once(grouped, "_replay", monkeypatch)  # the writer's replay of the deferred one
+    gate.open()
+    blocker.result(timeout=5)
+    assert first.result(timeout=5).version == 2
+    with pytest.raises(_Boom):
+        second.result(timeout=5)
+    assert grouped.execute(m.CreateFamily(name="D"), ctx("alice", "contributor")).version == 1
+
+
+def test_a_cancelled_request_is_skipped_and_cannot_kill_the_writer(
+    grouped: CommandBus, apps: Applications, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = _Gate(grouped, monkeypatch)
+    blocker = grouped.submit(m.CreateFamily(name="X"), ctx("bob", "contributor"))
+    assert gate.entered.wait(timeout=5)
+    cancelled = grouped.submit(m.CreateFamily(name="Gone"), ctx("bob", "contributor"))
+    assert cancelled.cancel()
+    gate.open()
+    assert blocker.result(timeout=5).position == 1
+    after = grouped.execute(m.CreateFamily(name="Y"), ctx("bob", "contributor"))
+    assert after.position == 2
+    assert _log_size(apps) == 2
+    assert all(w.alive for w in grouped.health())
+
+
+def test_a_result_for_a_future_cancelled_meanwhile_is_dropped_quietly() -> None:
+    from concurrent.futures import Future
+
+    future: Future[Any] = Future()
+    assert future.cancel()
+    bus_module._resolve(future, bus_module.CommandResult(UUID(int=1), 1, 1))
+    bus_module._fail(future, _Boom("late"))
+    assert future.cancelled()
+
+
+def test_a_command_still_waiting_at_its_deadline_is_never_saved(
+    grouped: CommandBus, apps: Applications, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = _Gate(grouped, monkeypatch)
+    blocker = grouped.submit(m.CreateFamily(name="X"), ctx("bob", "contributor"))
+    assert gate.entered.wait(timeout=5)
+    queued = grouped.submit(m.CreateFamily(name="Queued"), ctx("bob", "contributor"))
+    with pytest.raises(CommandDeadlineExceeded, match="not applied") as error:
+        grouped.execute(m.CreateFamily(name="Late"), ctx("bob", "contributor"))
+    assert error.value.code == "command_timeout"
+    assert error.value.retry_after_s == 1
+    time.sleep(0.05)  # past ``queued``'s deadline too (submitted before ``Late``)
+    gate.open()
+    assert blocker.result(timeout=5).position == 1
+    with pytest.raises(CommandDeadlineExceeded):
+        queued.result(timeout=5)  # dropped by the writer, unsaved
+    assert grouped.execute(m.CreateFamily(name="Y"), ctx("bob", "contributor")).position == 2
+    assert _log_size(apps) == 2
+
+
+def test_a_direct_command_past_its_deadline_before_its_save_is_not_saved(
+    apps: Applications, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    direct = CommandBus(apps, ROUTES, deadline_s=0.0)
+    with pytest.raises(CommandDeadlineExceeded):
+        direct.execute(m.CreateFamily(name="A"), ctx("alice", "contributor"))
+    assert _log_size(apps) == 0
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_health_reports_a_stuck_writer_then_a_dead_one_which_submit_restarts(
+    grouped: CommandBus, apps: Applications, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert [(w.name, w.healthy) for w in grouped.health()] == [
+        ("command_writer:catalog", True),
+        ("command_writer:commerce", True),
+        ("command_writer:identity", True),
+    ]
+    gate = _Gate(grouped, monkeypatch)
+    blocker = grouped.submit(m.CreateFamily(name="X"), ctx("bob", "contributor"))
+    assert gate.entered.wait(timeout=5)
+    with pytest.raises(CommandDeadlineExceeded):
+        grouped.execute(m.CreateFamily(name="Late"), ctx("bob", "contributor"))
+    stuck = grouped.health()[0]
+    assert (stuck.alive, stuck.healthy) == (True, False)
+    assert stuck.problem is not None
+    assert "beyond the 1s deadline" in stuck.problem
+    gate.open()
+    blocker.result(timeout=5)
+    assert grouped.health()[0].healthy
+
+    def die(app: Any, pending: Any) -> Any:
+        raise SystemExit("writer killed")
+
+    monkeypatch.setattr(grouped, "_write_one_batch", die)
+    doomed = grouped.submit(m.CreateFamily(name="Doomed"), ctx("bob", "contributor"))
+    with pytest.raises(SystemExit):
+        doomed.result(timeout=5)
+    writer_thread = grouped._writers["catalog"].thread
+    assert writer_thread is not None
+    writer_thread.join(timeout=5)
+    dead = grouped.health()[0]
+    assert (dead.alive, dead.healthy) == (False, False)
+    assert dead.problem == "the group-commit writer thread is not running"
+    monkeypatch.undo()
+    assert grouped.execute(m.CreateFamily(name="Y"), ctx("bob", "contributor")).position == 2
+    assert grouped.health()[0].healthy
+    assert _log_size(apps) == 2
+
+
+def test_a_keyed_repeat_answers_the_position_of_the_first_answer_over_every_aggregate(
+    bus: CommandBus, apps: Applications
+) -> None:
+    catalog = published_catalog(bus, "carol")
+    customer = ctx("dave", "customer")
+    cart_id = bus.execute(m.OpenCart(currency="USD"), customer).aggregate_id
+    bus.execute(
+        m.AddToCart(cart_id=cart_id, product_kind="icon", product_id=catalog.icon_ids[0]),
+        customer,
+    )
+    keyed = ctx("dave", "customer", key="checkout-1")
+    first = bus.execute(m.CheckOut(cart_id=cart_id), keyed)
+    head = apps.commerce.recorder.max_notification_id()
+    again = bus.execute(m.CheckOut(cart_id=cart_id), keyed)
+    assert first.position == head
+    assert (again.aggregate_id, again.version, again.position, again.replayed) == (
+        first.aggregate_id,
+        first.version,
+        first.position,
+        True,
+    )
+
+
+def test_a_save_whose_acknowledgement_was_lost_is_answered_not_applied_again(
+    bus: CommandBus, apps: Applications, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The library retries a commit whose ack was lost into an IntegrityError; without an
+    Idempotency-Key the bus's internal key recognises the stored events."""
+    family = bus.execute(m.CreateFamily(name="A"), ctx("alice", "contributor"))
+    recorder = apps.catalog.recorder
+    real_insert = recorder.insert_events
+
+    def insert_then_lose_the_ack(stored_events: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(recorder, "insert_events", real_insert)
+        real_insert(stored_events, **kwargs)
+        raise IntegrityError("duplicate key value violates unique constraint (after a retry)")
+
+    monkeypatch.setattr(recorder, "insert_events", insert_then_lose_the_ack)
+    result = bus.execute(
+        m.UpdateFamily(family_id=family.aggregate_id, name="B"), ctx("alice", "contributor")
+    )
+    stored = [
+        (n.originator_version, n.id)
+        for n in recorder.select_notifications(start=None, limit=100)
+        if n.originator_id == family.aggregate_id
+    ]
+    assert stored == [(1, 1), (2, 2)]
+    assert (result.version, result.position, result.replayed) == (2, 2, False)
