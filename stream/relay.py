@@ -14,8 +14,9 @@ in order; a rolled-back transaction leaves a gap that is simply never filled, an
 reads past it.
 
 Failures: Kafka being down or slow (a flush that times out or fails in transport) is retried
-with capped backoff, forever, while the lag gauge keeps following the log. A notification that
-can never be produced — its envelope cannot be built, or Kafka refuses it for its size — is
+with capped backoff, forever, while the lag gauge keeps following the log; a flush that only
+timed out is retried on the same producer, without sending its messages again. A notification
+that can never be produced — its envelope cannot be built, or Kafka refuses it for its size — is
 *parked*: recorded in ``relay_parked`` (in the transaction that moves the position past it),
 counted in ``iconmarket_relay_parked_events`` and logged as an error; the relay goes on. Later
 events of the same aggregate are still published (docs/operations.md says why).
@@ -364,7 +365,7 @@ class Relay:
                 if not holds_lock(lock_conn, self.log_name):
                     raise LockLost(f"the relay lock of {self.log_name!r} was released")
                 try:
-                    published = self._publish_batch(producer, positions, position)
+                    published = self._publish_batch(producer, positions, position, stop)
                 except (LockLost, psycopg.Error):
                     raise  # stand by, or reconnect to PostgreSQL and re-acquire the lock
                 except Exception as exc:  # Kafka down or slow: retry this batch
@@ -406,7 +407,11 @@ class Relay:
         LAG.labels(self.log_name).set(max(0, (recorder.max_notification_id() or 0) - position))
 
     def _publish_batch(
-        self, producer: EventProducer, positions: RelayPositions, after: int
+        self,
+        producer: EventProducer,
+        positions: RelayPositions,
+        after: int,
+        stop: threading.Event,
     ) -> int | None:
         recorder: Any = self.app.recorder
         notifications = recorder.select_notifications(
@@ -415,7 +420,7 @@ class Relay:
         if not notifications:
             return None
         messages, parked = self._build(notifications)
-        parked += self._produce(producer, messages)
+        parked += self._produce(producer, messages, after, stop)
         last = int(notifications[-1].id)
         self._maybe_fault()
         parked.sort(key=lambda p: p.notification_id)
@@ -459,18 +464,41 @@ class Relay:
         return messages, parked
 
     def _produce(
-        self, producer: EventProducer, messages: list[_Message]
+        self,
+        producer: EventProducer,
+        messages: list[_Message],
+        after: int,
+        stop: threading.Event,
     ) -> list[ParkedNotification]:
         """Send and flush ``messages``; returns those Kafka refused for their size. When a
         flush fails for size, the batch is sent again one message per flush to find which."""
         refused = self._send_all(producer, messages)
         try:
-            producer.flush(self.flush_timeout_s)  # raises unless every message was acknowledged
+            self._flush(producer, after, stop)
         except PublishError as exc:
             if not refused_for_size(exc):
                 raise
             return self._produce_one_by_one(producer, messages, refused)
         return list(refused.values())
+
+    def _flush(self, producer: EventProducer, after: int, stop: threading.Event) -> None:
+        """Flush until Kafka acknowledged every message sent; raises once one failed.
+
+        A flush that only timed out (Kafka down or slow, no message failed yet) is waited out on
+        this same producer, which keeps retrying its queued messages idempotently: sending them
+        again, or through a new producer, published each of them twice once Kafka was back.
+        """
+        backoff = Backoff(self.retry_initial_s, 2.0, self.retry_max_s)
+        waits = 0
+        while True:
+            try:
+                producer.flush(self.flush_timeout_s)
+                return
+            except PublishError as exc:
+                if exc.codes or stop.is_set():
+                    raise
+                waits += 1
+                self._retry_later(exc, after, backoff.delay(waits), stop)
 
     def _send_all(
         self, producer: EventProducer, messages: list[_Message]
