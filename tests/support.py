@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -263,3 +264,92 @@ def drop_scratch_bucket(s3: Any, bucket: str) -> None:
     for key in object_keys(s3, bucket):
         s3.delete_object(Bucket=bucket, Key=key)
     s3.delete_bucket(Bucket=bucket)
+
+
+def eventually(check: Callable[[], bool], timeout_s: float, interval_s: float = 0.05) -> bool:
+    """Poll ``check`` (a cheap read) until it holds or ``timeout_s`` passes; True if it held."""
+    import threading
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    pause = threading.Event()
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        pause.wait(interval_s)
+    return True
+
+
+def wait_for_saved_position(settings: Any, log_name: str, target: int, timeout_s: float) -> int:
+    """Wait (on the relay's NOTIFY, never by sleeping) until the position the relay saved for
+    ``log_name`` reaches ``target``; returns the position saved by then."""
+    import time
+
+    import psycopg
+
+    from stream.relay import POSITIONS_CHANNEL, RelayPositions
+
+    with psycopg.connect(settings.postgres_dsn, autocommit=True) as conn:
+        conn.execute(f"LISTEN {POSITIONS_CHANNEL}")
+        positions = RelayPositions(conn)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            saved = positions.load(log_name) or 0
+            if saved >= target or time.monotonic() > deadline:
+                return saved
+            for _ in conn.notifies(timeout=max(0.01, deadline - time.monotonic()), stop_after=1):
+                pass
+
+
+class Running:
+    """A consumer runner in a background thread; `finish` stops it and re-raises what it raised."""
+
+    def __init__(self, runner: Any) -> None:
+        import threading
+
+        self.runner = runner
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.runner.run()
+        except BaseException as exc:
+            self.error = exc
+
+    def finish(self) -> None:
+        self.runner.stop()
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive()
+        if self.error is not None:
+            raise self.error
+
+
+def dlq_cli(*args: str, database: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`iconmarket dlq …` as a real subprocess (on the event store ``database`` if given)."""
+    import os
+    import sys
+
+    env = {**os.environ, "ICONMARKET_POSTGRES_DB": database} if database else None
+    return subprocess.run(
+        [sys.executable, "-m", "infra.cli", "dlq", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+
+
+def parked_rows(settings: Any, group: str) -> list[tuple[str, int, str | None]]:
+    """A consumer group's parked events, oldest first: (key, offset, parked behind)."""
+    import psycopg
+
+    with psycopg.connect(settings.postgres_dsn) as conn:
+        rows = conn.execute(
+            "SELECT convert_from(key, 'UTF8'), \"offset\", behind FROM consumer_parked "
+            "WHERE group_id = %s ORDER BY seq",
+            (group,),
+        ).fetchall()
+    return [(row[0], int(row[1]), row[2]) for row in rows]

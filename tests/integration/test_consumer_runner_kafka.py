@@ -31,7 +31,7 @@ from stream.consumer import Backoff, ConsumerRunner, Delivery, Partition
 from stream.dlq import KafkaPublisher, read_dead_letters
 from stream.producer import ConfluentProducer
 from stream.topics import dead_letter_topic
-from tests.support import scratch_topic
+from tests.support import Running, dlq_cli, parked_rows, scratch_topic
 
 pytestmark = pytest.mark.integration
 
@@ -127,29 +127,6 @@ def _committed_in_kafka(settings: Settings, group: str, topic: str) -> Targets:
     finally:
         consumer.close(autocommit=False)
     return {tp: offset for tp, offset in committed.items() if offset is not None}
-
-
-class Running:
-    """A runner in a background thread; `finish` stops it and re-raises what it raised."""
-
-    def __init__(self, runner: ConsumerRunner) -> None:
-        self.runner = runner
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.runner.run()
-        except BaseException as exc:
-            self.error = exc
-
-    def finish(self) -> None:
-        self.runner.stop()
-        self.thread.join(timeout=30)
-        assert not self.thread.is_alive()
-        if self.error is not None:
-            raise self.error
 
 
 def _runner(
@@ -259,26 +236,6 @@ def test_poison_and_undecodable_messages_are_dead_lettered_after_max_attempts(
         assert started <= failed_at <= dt.datetime.now(dt.UTC)
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "infra.cli", "dlq", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def _parked_rows(settings: Settings, group: str) -> list[tuple[str, int, str | None]]:
-    with psycopg.connect(settings.postgres_dsn) as conn:
-        rows = conn.execute(
-            "SELECT convert_from(key, 'UTF8'), \"offset\", behind FROM consumer_parked "
-            "WHERE group_id = %s ORDER BY seq",
-            (group,),
-        ).fetchall()
-    return [(row[0], int(row[1]), row[2]) for row in rows]
-
-
 def test_a_poison_event_parks_its_key_and_the_cli_replays_it_in_key_order(
     settings: Settings,
     topic: str,
@@ -310,12 +267,12 @@ def test_a_poison_event_parks_its_key_and_the_cli_replays_it_in_key_order(
     _run_until_committed(_runner(settings, group, topic, view, max_attempts=2), _targets(written))
 
     assert applied == {key: 1, other.aggregate_id: 1}
-    assert _parked_rows(settings, group) == [
+    assert parked_rows(settings, group) == [
         (key, 1, None),
         (key, 2, f"{topic}/1/1"),
         (key, 3, f"{topic}/1/1"),
     ]
-    listed = _cli("list", "--topic", topic, "--timeout", "15")
+    listed = dlq_cli("list", "--topic", topic, "--timeout", "15")
     assert listed.returncode == 0, listed.stderr
     letters = [json.loads(line) for line in listed.stdout.splitlines()]
     assert [(x["source_offset"], x["group"], x["parked_behind"]) for x in letters] == [
@@ -324,7 +281,7 @@ def test_a_poison_event_parks_its_key_and_the_cli_replays_it_in_key_order(
         (3, group, f"{topic}/1/1"),
     ]
     assert letters[0]["error"] == "KeyError: 'icon'"
-    parked = _cli("parked", "--group", group)
+    parked = dlq_cli("parked", "--group", group)
     assert [json.loads(line)["source"] for line in parked.stdout.splitlines()] == [
         f"{topic}/1/1",
         f"{topic}/1/2",
@@ -334,7 +291,9 @@ def test_a_poison_event_parks_its_key_and_the_cli_replays_it_in_key_order(
     broken.clear()  # the cause is fixed
     running = Running(_runner(settings, group, topic, view))
     try:
-        replayed = _cli("replay", "--group", group, "--key", key, "--by", "ops:ada", "--wait", "30")
+        replayed = dlq_cli(
+            "replay", "--group", group, "--key", key, "--by", "ops:ada", "--wait", "30"
+        )
     finally:
         running.finish()
     assert replayed.returncode == 0, replayed.stderr
@@ -348,7 +307,7 @@ def test_a_poison_event_parks_its_key_and_the_cli_replays_it_in_key_order(
         "still_parked": 0,
     }
     assert applied == {key: 4, other.aggregate_id: 1}
-    assert _parked_rows(settings, group) == []
+    assert parked_rows(settings, group) == []
 
 
 def test_the_relay_and_the_dead_letters_put_a_key_on_the_same_partition(
@@ -395,7 +354,7 @@ def test_replaying_a_key_with_nothing_parked_requests_nothing(
     settings: Settings, new_group: Callable[[], str]
 ) -> None:
     group = new_group()
-    replayed = _cli("replay", "--group", group, "--key", "k-1", "--wait", "1")
+    replayed = dlq_cli("replay", "--group", group, "--key", "k-1", "--wait", "1")
     assert replayed.returncode == 1
     assert replayed.stdout == ""
     assert f"nothing parked in group {group} for k-1; nothing requested" in replayed.stderr

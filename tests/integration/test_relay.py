@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -38,14 +38,19 @@ from stream.envelope import decode
 from stream.relay import (
     FAULT_VAR,
     LAG,
-    POSITIONS_CHANNEL,
     LockLost,
     ParkedNotification,
     Relay,
     RelayPositions,
     lock_key,
 )
-from tests.support import ctx, validate_message, wait_for_topic_leaders
+from tests.support import (
+    ctx,
+    eventually,
+    validate_message,
+    wait_for_saved_position,
+    wait_for_topic_leaders,
+)
 
 
 @pytest.fixture
@@ -71,22 +76,6 @@ def _committed_positions(settings: Settings, table: str, after: int, upto: int) 
             (after, upto),
         ).fetchall()
     return [int(row[0]) for row in rows]
-
-
-def _wait_for_saved_position(
-    settings: Settings, log_name: str, target: int, timeout_s: float
-) -> int:
-    """Wait (on the relay's NOTIFY, never by sleeping) until its saved position reaches target."""
-    with psycopg.connect(settings.postgres_dsn, autocommit=True) as conn:
-        conn.execute(f"LISTEN {POSITIONS_CHANNEL}")
-        positions = RelayPositions(conn)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            saved = positions.load(log_name) or 0
-            if saved >= target or time.monotonic() > deadline:
-                return saved
-            for _ in conn.notifies(timeout=max(0.01, deadline - time.monotonic()), stop_after=1):
-                pass
 
 
 def _consume(settings: Settings, topic: str, expected: set[int], timeout_s: float) -> list[Any]:
@@ -224,7 +213,7 @@ def test_kill_9_during_a_stream_of_commands_loses_nothing(
         writer.join()
         final = _head(container)
         # The injected faults keep killing it now and then; restart until it has caught up.
-        while _wait_for_saved_position(settings, topic, final, timeout_s=10) < final:
+        while wait_for_saved_position(settings, topic, final, timeout_s=10) < final:
             if proc.poll() is not None:
                 restarts += 1
                 proc = _relay_process(topic, topic, head, fault_rate=0.15)
@@ -256,7 +245,7 @@ def test_only_one_relay_publishes_and_a_standby_takes_over(
             container.bus.execute(m.CreateFamily(name=f"A{n}"), ctx(owner, "contributor"))
             for n in range(40)
         ]
-        assert _wait_for_saved_position(settings, topic, before[-1].position, 30) >= (
+        assert wait_for_saved_position(settings, topic, before[-1].position, 30) >= (
             before[-1].position
         )
         first.send_signal(signal.SIGKILL)
@@ -268,7 +257,7 @@ def test_only_one_relay_publishes_and_a_standby_takes_over(
             container.bus.execute(m.CreateFamily(name=f"B{n}"), ctx(owner, "contributor"))
             for n in range(40)
         ]
-        assert _wait_for_saved_position(settings, topic, after[-1].position, 30) >= (
+        assert wait_for_saved_position(settings, topic, after[-1].position, 30) >= (
             after[-1].position
         )
     finally:
@@ -310,7 +299,7 @@ def test_a_gap_from_a_rolled_back_insert_neither_stalls_nor_skips(
         after = container.bus.execute(
             m.CreateFamily(name="after the gap"), ctx(owner, "contributor")
         )
-        assert _wait_for_saved_position(settings, topic, after.position, 20) >= after.position
+        assert wait_for_saved_position(settings, topic, after.position, 20) >= after.position
     finally:
         stop.set()
         thread.join(timeout=20)
@@ -337,7 +326,7 @@ def test_identity_events_never_carry_secrets(
     thread = threading.Thread(target=relay.run, args=(stop,))
     thread.start()
     try:
-        assert _wait_for_saved_position(settings, topic, result.position, 20) >= result.position
+        assert wait_for_saved_position(settings, topic, result.position, 20) >= result.position
     finally:
         stop.set()
         thread.join(timeout=20)
@@ -350,17 +339,6 @@ def test_identity_events_never_carry_secrets(
     assert email.encode() not in mine[0].value
     assert b"argon2" not in mine[0].value
     assert dict(mine[0].headers)["event_type"] == b"Account.Registered"
-
-
-def _eventually(check: Callable[[], bool], timeout_s: float) -> bool:
-    """Poll ``check`` (a cheap read) until it holds or ``timeout_s`` passes."""
-    deadline = time.monotonic() + timeout_s
-    pause = threading.Event()
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        pause.wait(0.05)
-    return True
 
 
 def _parked_rows(settings: Settings, log_name: str) -> list[tuple[Any, ...]]:
@@ -456,7 +434,7 @@ def _relay_until(scratch: Container, topic: str, head: int, target: int) -> tupl
     thread = threading.Thread(target=relay.run, args=(stop,))
     thread.start()
     try:
-        saved = _wait_for_saved_position(scratch.settings, topic, target, 30)
+        saved = wait_for_saved_position(scratch.settings, topic, target, 30)
     finally:
         stop.set()
         thread.join(timeout=30)
@@ -550,13 +528,13 @@ def test_the_lag_follows_the_log_while_kafka_is_unreachable(scratch: Container) 
     thread = threading.Thread(target=relay.run, args=(stop,))
     thread.start()
     try:
-        assert _eventually(lambda: relay.stats.active, 20)
+        assert eventually(lambda: relay.stats.active, 20)
         for n in range(2):
             _family(scratch, f"down {n}")
-        assert _eventually(lambda: lag._value.get() == 2 and relay.stats.retries >= 1, 30)
+        assert eventually(lambda: lag._value.get() == 2 and relay.stats.retries >= 1, 30)
         for n in range(3):
             _family(scratch, f"still down {n}")
-        assert _eventually(lambda: lag._value.get() == 5, 30)
+        assert eventually(lambda: lag._value.get() == 5, 30)
         assert relay.stats.published == 0
     finally:
         stop.set()
