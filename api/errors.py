@@ -10,7 +10,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
-from api.freshness import StaleRead
+from api.freshness import PositionBeyondHead, StaleRead
 from commands.errors import (
     AccessDenied,
     AggregateNotFound,
@@ -134,6 +134,12 @@ def _stale(_request: Request[Any, Any, Any], exc: StaleRead) -> Response[Any]:
     )
 
 
+def _beyond_head(_request: Request[Any, Any, Any], exc: PositionBeyondHead) -> Response[Any]:
+    return problem(
+        422, exc.code, str(exc), extra={"min_position": exc.wanted, "position": exc.head}
+    )
+
+
 def _provider_unavailable(
     _request: Request[Any, Any, Any], exc: PaymentProviderUnavailable
 ) -> Response[Any]:
@@ -151,6 +157,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     PaymentProviderUnavailable: _provider_unavailable,
     CommandDeadlineExceeded: _command_timeout,
     StaleRead: _stale,
+    PositionBeyondHead: _beyond_head,
     MediaRefused: _media,
     DomainError: _domain,
     CommandError: _command,

@@ -56,6 +56,11 @@ class EventProducer(Protocol):
 
     def flush(self, timeout_s: float = 30.0) -> None: ...
 
+    def take_ends(self) -> dict[tuple[str, int], int]:
+        """Per (topic, partition), the offset after the last message acknowledged since the
+        last call (the log watermark's end offsets); forgets them."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -75,10 +80,16 @@ class ConfluentProducer:
             }
         )
         self._errors: list[Any] = []  # the KafkaError of each refused message
+        self._ends: dict[tuple[str, int], int] = {}
 
-    def _delivered(self, error: Any, _message: Any) -> None:
+    def _delivered(self, error: Any, message: Any) -> None:
         if error is not None:
             self._errors.append(error)
+            return
+        where = (message.topic(), message.partition())
+        end = message.offset() + 1
+        if end > self._ends.get(where, 0):
+            self._ends[where] = end
 
     def send(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
         routing: list[tuple[str, str | bytes | None]] = list(headers)
@@ -101,6 +112,10 @@ class ConfluentProducer:
                 f"{[str(error) for error in errors[:3]]}",
                 tuple(error.code() for error in errors),
             )
+
+    def take_ends(self) -> dict[tuple[str, int], int]:
+        ends, self._ends = self._ends, {}
+        return ends
 
     def close(self) -> None:
         self._producer.flush(10)

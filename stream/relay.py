@@ -30,7 +30,7 @@ import random
 import signal
 import threading
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +46,7 @@ from stream.failures import Backoff, is_transient
 from stream.metrics import counter
 from stream.producer import ConfluentProducer, EventProducer, PublishError, refused_for_size
 from stream.topics import topic_for
+from stream.watermark import PRUNE_EVERY, create_marks_table, record_mark
 
 log = logging.getLogger("iconmarket.relay")
 
@@ -144,6 +145,7 @@ class RelayPositions:
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
+        self._saves = 0
         with conn.transaction():  # CREATE … IF NOT EXISTS is not safe against a concurrent one
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (POSITIONS_TABLE,))
             self._create_tables()
@@ -166,6 +168,7 @@ class RelayPositions:
                 "PRIMARY KEY (log_name, notification_id))"
             ).format(sql.Identifier(PARKED_TABLE))
         )
+        create_marks_table(conn)
 
     def load(self, log_name: str) -> int | None:
         row = self._conn.execute(
@@ -182,11 +185,14 @@ class RelayPositions:
         position: int,
         parked: Sequence[ParkedNotification] = (),
         kafka_topic: str = "",
+        ends: Mapping[tuple[str, int], int] | None = None,
     ) -> bool:
         """Move ``log_name``'s position forward to ``position`` and record what was parked on
-        the way, in one transaction. Must run on the connection that holds the relay lock:
-        raises :class:`LockLost` (storing nothing) if it does not. Returns False, leaving the
-        stored position as it is, when that is already at or past ``position``."""
+        the way and, given the ``ends`` Kafka acknowledged, the watermark's mark of
+        ``position`` (`stream.watermark`), in one transaction. Must run on the connection that
+        holds the relay lock: raises :class:`LockLost` (storing nothing) if it does not.
+        Returns False, leaving the stored position as it is, when that is already at or past
+        ``position``."""
         with self._conn.transaction():
             if not holds_lock(self._conn, log_name):
                 raise LockLost(f"the relay lock of {log_name!r} is not held by this connection")
@@ -220,6 +226,11 @@ class RelayPositions:
                 ).format(table=sql.Identifier(POSITIONS_TABLE)),
                 (log_name, position),
             ).fetchone()
+            if moved is not None and ends is not None:
+                self._saves += 1
+                record_mark(
+                    self._conn, log_name, position, ends, prune=self._saves % PRUNE_EVERY == 0
+                )
             if moved is not None:
                 self._conn.execute(
                     sql.SQL("SELECT pg_notify({}, %s)").format(sql.Literal(POSITIONS_CHANNEL)),
@@ -421,10 +432,11 @@ class Relay:
             return None
         messages, parked = self._build(notifications)
         parked += self._produce(producer, messages, after, stop)
+        ends = producer.take_ends()
         last = int(notifications[-1].id)
         self._maybe_fault()
         parked.sort(key=lambda p: p.notification_id)
-        positions.save(self.log_name, last, parked, self.topic)
+        positions.save(self.log_name, last, parked, self.topic, ends)
         self._report_parked(parked)
         published = len(notifications) - len(parked)
         PUBLISHED.labels(self.log_name).inc(published)

@@ -40,6 +40,8 @@ class Catalog:
     family_id: UUID
     set_id: UUID
     icon_ids: tuple[UUID, ...]
+    position: int = 0
+    """The catalog log's position of the last command (the family published)."""
 
 
 def record_media(bus: CommandBus, icon_id: UUID, owner: CommandContext) -> str:
@@ -96,8 +98,8 @@ def published_catalog(
         bus.execute(m.PublishIcon(icon_id=icon_id), contributor)
         icon_ids.append(icon_id)
     bus.execute(m.PublishIconSet(set_id=set_id), contributor)
-    bus.execute(m.PublishFamily(family_id=family_id), contributor)
-    return Catalog(owner, family_id, set_id, tuple(icon_ids))
+    published = bus.execute(m.PublishFamily(family_id=family_id), contributor)
+    return Catalog(owner, family_id, set_id, tuple(icon_ids), published.position)
 
 
 @dataclass(frozen=True)

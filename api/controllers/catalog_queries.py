@@ -19,16 +19,20 @@ from litestar.exceptions import ValidationException
 from litestar.params import FromPath, Parameter
 
 from api.controllers.deps import ContainerDep
-from api.freshness import MinPosition, XMinPosition, read_fresh, wanted_position
+from api.freshness import (
+    CATALOG,
+    MinPosition,
+    XMinPosition,
+    read_fresh,
+    wanted_position,
+    watermark,
+)
 from commands.errors import AggregateNotFound
 from projections import catalog_queries as queries
 from projections.catalog_alias import CATALOG_ALIAS
-from projections.positions import ProjectionPositions
 
 Req = Request[Any, Any, Any]
 CACHE_CONTROL = "public, max-age=30, stale-while-revalidate=60"
-CATALOG_PROJECTION = "catalog"
-CATALOG_LOG = "catalog"
 
 
 def _etag(body: Any) -> str:
@@ -49,16 +53,15 @@ def _cached(request: Req, body: Any, position: int | None) -> Response[Any]:
 async def _catalog_position(container: Any, min_position: int | None) -> int | None:
     """The catalog projection's position; with ``min_position``, wait (bounded) until it is
     reached, woken by the projection's advance notices, or raise `StaleRead`."""
-    redis = container.redis_async
+    mark = watermark(container, *CATALOG)
 
     async def read() -> dict[str, Any] | None:
-        raw = await redis.hget(ProjectionPositions.key(CATALOG_PROJECTION), CATALOG_LOG)
-        return None if raw is None else {"position": int(raw)}
+        position = await mark.position()
+        return None if position is None else {"position": position}
 
     applied = await read_fresh(
         read,
-        redis=redis,
-        channel=ProjectionPositions.channel(CATALOG_PROJECTION),
+        mark=mark,
         min_position=min_position,
         timeout_s=container.settings.read_your_writes_timeout_s,
     )

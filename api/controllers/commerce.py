@@ -11,13 +11,20 @@ from litestar.params import FromPath, JSONBody
 from api.commanding import CommandAccepted, actor_of, dispatch
 from api.controllers.deps import ContainerDep
 from api.controllers.me import customer_read
-from api.freshness import MinPosition, XMinPosition, read_fresh, wanted_position
+from api.freshness import (
+    CARTS,
+    MinPosition,
+    XMinPosition,
+    read_fresh,
+    wanted_position,
+    watermark,
+)
 from api.schemas import CancelBody, CartBody, CartLineBody
 from commands import messages as m
 from commands.errors import AccessDenied, AggregateNotFound
 from commands.policy import Action, Resource, decide
 from domain.errors import ErrorCode, Gone
-from projections.cart_view import EXPIRED, CartReader, RedisCartView
+from projections.cart_view import EXPIRED, CartReader
 
 Req = Request[Any, Any, Any]
 Accepted = Response[CommandAccepted]
@@ -43,16 +50,13 @@ class CartController(Controller):
     ) -> Response[dict[str, Any]]:
         actor = actor_of(request, container)
         reader = CartReader(container.redis_async)
-        prefix, first = await reader.get(str(cart_id))
-        unread = [first]  # read_fresh's first read is this one: no second round trip
 
         async def read() -> dict[str, Any] | None:
-            return unread.pop() if unread else (await reader.get(str(cart_id)))[1]
+            return (await reader.get(str(cart_id)))[1]
 
         cart = await read_fresh(
             read,
-            redis=container.redis_async,
-            channel=RedisCartView.channel_in(prefix, str(cart_id)),
+            mark=watermark(container, *CARTS),
             min_position=wanted_position(min_position, x_min_position),
             timeout_s=container.settings.read_your_writes_timeout_s,
         )
@@ -85,16 +89,13 @@ class CartController(Controller):
         if not decision.allowed:
             raise AccessDenied(decision.reason)
         reader = CartReader(container.redis_async)
-        prefix, first = await reader.current(actor.id)
-        unread = [first]  # read_fresh's first read is this one: no second round trip
 
         async def read() -> dict[str, Any] | None:
-            return unread.pop() if unread else (await reader.current(actor.id))[1]
+            return (await reader.current(actor.id))[1]
 
         cart = await read_fresh(
             read,
-            redis=container.redis_async,
-            channel=RedisCartView.customer_channel_in(prefix, actor.id),
+            mark=watermark(container, *CARTS),
             min_position=wanted_position(min_position, x_min_position),
             timeout_s=container.settings.read_your_writes_timeout_s,
         )

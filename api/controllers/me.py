@@ -10,7 +10,14 @@ from litestar import Controller, Request, Response, get
 
 from api.commanding import actor_of
 from api.controllers.deps import ContainerDep
-from api.freshness import MinPosition, XMinPosition, read_fresh, wanted_position
+from api.freshness import (
+    CUSTOMERS,
+    MinPosition,
+    XMinPosition,
+    read_fresh,
+    wanted_position,
+    watermark,
+)
 from commands.errors import AccessDenied
 from commands.policy import Action, Resource, decide
 from projections.customer_view import RedisCustomerView
@@ -40,8 +47,7 @@ async def customer_read(
 
     document = await read_fresh(
         fetch,
-        redis=container.redis_async,
-        channel=view.channel(actor.id),
+        mark=watermark(container, *CUSTOMERS),
         min_position=min_position,
         timeout_s=container.settings.read_your_writes_timeout_s,
     )

@@ -15,7 +15,7 @@ from infra.cli.progress import event_progress
 from infra.logs import configure
 from infra.rebuild import rebuild
 from infra.targets import apply_live, target_for
-from projections.positions import ProjectionPositions, highest_positions
+from projections.positions import ProjectionPositions, highest_positions, next_offsets
 from stream.consumer import ConsumerRunner, Delivery, serve
 from stream.topics import topic_for
 
@@ -105,7 +105,7 @@ def runner(container: Container, spec: ProjectionSpec) -> ConsumerRunner:
     def project(deliveries: Sequence[Delivery], /) -> None:
         events = [delivery.event for delivery in deliveries]
         apply_live(target, events)
-        positions.record(spec.name, highest_positions(events))
+        positions.record(spec.name, highest_positions(events), next_offsets(deliveries))
 
     return ConsumerRunner(
         container.settings,

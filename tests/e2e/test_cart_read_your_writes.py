@@ -11,10 +11,11 @@ import uuid
 
 import httpx
 
+from commands.messages import OpenCart
 from commands.policy import Actor
 from infra.bootstrap import bootstrap
 from tests.e2e.test_run import _free_port, _wait_for_log, running_app
-from tests.support import published_catalog
+from tests.support import ctx, published_catalog
 
 
 def test_a_cart_change_is_readable_at_the_position_the_command_returned() -> None:
@@ -71,12 +72,16 @@ def test_a_cart_change_is_readable_at_the_position_the_command_returned() -> Non
         assert forbidden.json()["code"] == "forbidden"
 
 
-def test_a_position_never_reached_is_answered_stale_not_with_old_data() -> None:
+def test_a_position_not_applied_is_stale_and_one_beyond_the_head_is_refused_at_once() -> None:
+    """Only the API runs (no relay, no projection): a cart opened through the bus is at a
+    position no read model has applied, so a read waiting for it answers 503 stale, never the
+    view without it; a position past the log's head is answered 422 at once."""
     container = bootstrap()
-    catalog = published_catalog(container.bus, f"e2e-{uuid.uuid4().hex[:6]}", prices=(100,))
-    del catalog
     customer = f"e2e-cust-{uuid.uuid4().hex[:6]}"
-    token = container.tokens.issue(Actor(customer, frozenset({"customer"}))).access_token
+    actor = Actor(customer, frozenset({"customer"}))
+    token = container.tokens.issue(actor).access_token
+    opened = container.bus.execute(OpenCart(currency="USD"), ctx(customer, "customer"))
+    head = container.applications.commerce.recorder.max_notification_id()
     container.close()
     port = _free_port()
     env = {
@@ -91,18 +96,30 @@ def test_a_position_never_reached_is_answered_stale_not_with_old_data() -> None:
         stdout=subprocess.DEVNULL,
         bufsize=0,
     )
+    auth = {"Authorization": f"Bearer {token}"}
     try:
         _wait_for_log(proc, "Application startup complete", timeout_s=60)
-        response = httpx.get(
-            f"http://127.0.0.1:{port}/v1/carts/{uuid.uuid4()}",
+        base = f"http://127.0.0.1:{port}"
+        stale = httpx.get(
+            f"{base}/v1/carts/{opened.aggregate_id}",
+            params={"min_position": opened.position},
+            headers=auth,
+            timeout=10,
+        )
+        beyond = httpx.get(
+            f"{base}/v1/carts/{opened.aggregate_id}",
             params={"min_position": 10**12},
-            headers={"Authorization": f"Bearer {token}"},
+            headers=auth,
             timeout=10,
         )
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
-    assert response.status_code == 503
-    assert response.headers["retry-after"] == "1"
-    assert response.json()["code"] == "stale"
-    assert response.json()["min_position"] == 10**12
+    assert stale.status_code == 503, stale.text
+    assert stale.headers["retry-after"] == "1"
+    assert stale.json()["code"] == "stale"
+    assert stale.json()["min_position"] == opened.position
+    assert beyond.status_code == 422, beyond.text
+    assert beyond.json()["code"] == "position_beyond_head"
+    assert beyond.json()["min_position"] == 10**12
+    assert beyond.json()["position"] >= (head or 0)

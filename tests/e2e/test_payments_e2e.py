@@ -89,7 +89,26 @@ def test_a_paid_order_shows_in_the_library_and_a_refund_removes_it() -> None:
         assert library.status_code == 200, library.text
         assert [e["icon_id"] for e in library.json()["entitlements"]] == [str(icon_id)]
         assert library.json()["entitlements"][0]["order_id"] == str(order_id)
-        assert _popularity(client, settings, icon_id, ack.json()["position"]) == (1, 0)
+        assert _popularity(client, settings, icon_id, ack.json()["position"], catalog.position) == (
+            1,
+            0,
+        )
+        # The webhook's position is its last event (an entitlement, after the order's): the
+        # orders read model reaches it too, although the order document's own last event is
+        # earlier; the redelivered webhook answers the first answer's position.
+        orders = client.get(
+            "/v1/me/orders", params={"min_position": ack.json()["position"]}, headers=auth
+        )
+        assert orders.status_code == 200, orders.text
+        assert [o["id"] for o in orders.json()["orders"]] == [str(order_id)]
+        assert orders.json()["orders"][0]["status"] == "fulfilled"
+        assert orders.json()["position"] < ack.json()["position"]
+        again = client.post("/v1/webhooks/stripe", content=body, headers=headers)
+        assert again.status_code == 200, again.text
+        assert (again.json()["outcome"], again.json()["position"]) == (
+            "duplicate",
+            ack.json()["position"],
+        )
 
         refunded = {
             "id": f"evt_{uuid.uuid4().hex}",
@@ -112,14 +131,22 @@ def test_a_paid_order_shows_in_the_library_and_a_refund_removes_it() -> None:
         )
         assert after.status_code == 200, after.text
         assert after.json()["entitlements"] == []
-        assert _popularity(client, settings, icon_id, ack.json()["position"]) == (0, 0)
+        assert _popularity(client, settings, icon_id, ack.json()["position"], catalog.position) == (
+            0,
+            0,
+        )
 
 
 def _popularity(
-    client: httpx.Client, settings: Settings, icon_id: uuid.UUID, position: int
+    client: httpx.Client,
+    settings: Settings,
+    icon_id: uuid.UUID,
+    position: int,
+    catalog_position: int,
 ) -> tuple[int, int]:
     """The icon's (purchases, downloads) once the popularity projection has applied the commerce
-    log up to ``position`` (woken by its advance notices, never by a sleep)."""
+    log up to ``position`` (woken by its advance notices, never by a sleep), read from the
+    catalog once it has applied the catalog log up to ``catalog_position``."""
     redis = Redis(host=settings.redis_host, port=settings.redis_port)
     positions = ProjectionPositions(redis)
     pubsub = redis.pubsub()
@@ -132,6 +159,6 @@ def _popularity(
     finally:
         pubsub.close()
         redis.close()
-    icon = client.get(f"/v1/icons/{icon_id}")
+    icon = client.get(f"/v1/icons/{icon_id}", params={"min_position": catalog_position})
     assert icon.status_code == 200, icon.text
     return icon.json()["purchases"], icon.json()["downloads"]
