@@ -70,6 +70,23 @@ def test_a_cart_change_is_readable_at_the_position_the_command_returned() -> Non
         forbidden = client.get(f"/v1/carts/{cart_id}", headers=stranger)
         assert forbidden.status_code == 403
         assert forbidden.json()["code"] == "forbidden"
+        # A command that writes nothing (clearing an empty cart) answers a position that can be
+        # waited on; min_position=0 on a cart with no document answers 404 at once.
+        empty = client.post("/v1/carts", json={"currency": "USD"}, headers=auth).json()
+        cleared = client.delete(f"/v1/carts/{empty['id']}/lines", headers=auth)
+        assert cleared.status_code == 202, cleared.text
+        assert cleared.json()["version"] == 1
+        assert cleared.json()["position"] >= empty["position"]
+        unchanged = client.get(
+            f"/v1/carts/{empty['id']}",
+            params={"min_position": cleared.json()["position"]},
+            headers=auth,
+        )
+        assert unchanged.status_code == 200, unchanged.text
+        assert (unchanged.json()["version"], unchanged.json()["lines"]) == (1, [])
+        nowhere = client.get(f"/v1/carts/{uuid.uuid4()}", params={"min_position": 0}, headers=auth)
+        assert nowhere.status_code == 404, nowhere.text
+        assert nowhere.json()["code"] == "not_found"
 
 
 def test_a_position_not_applied_is_stale_and_one_beyond_the_head_is_refused_at_once() -> None:
