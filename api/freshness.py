@@ -100,8 +100,11 @@ class Watermark:
         return None if raw is None else int(raw)
 
     def _mark(self, wanted: int) -> Mark | None:
-        with self.recorder.datastore.get_connection() as conn:
-            mark = covering_mark(conn, self.log, wanted)
+        datastore = getattr(self.recorder, "datastore", None)
+        mark = None
+        if datastore is not None:  # the in-memory store has no relay, so no marks
+            with datastore.get_connection() as conn:
+                mark = covering_mark(conn, self.log, wanted)
         if mark is None:
             head = self.recorder.max_notification_id() or 0
             if wanted > head:
