@@ -69,9 +69,13 @@ def record_media(bus: CommandBus, icon_id: UUID, owner: CommandContext) -> str:
 
 
 def published_catalog(
-    bus: CommandBus, owner: str, prices: tuple[int, ...] = (500, 0), bundle: int | None = 900
+    bus: CommandBus,
+    owner: str,
+    prices: tuple[int, ...] = (500, 0),
+    bundle: int | None = 900,
+    currency: str = "USD",
 ) -> Catalog:
-    """A published family with one set and one published icon per price (USD minor units)."""
+    """A published family with one set and one published icon per price (minor units)."""
     contributor = ctx(owner, "contributor")
     family_id = bus.execute(m.CreateFamily(name="Arrows", tags=("ui",)), contributor).aggregate_id
     set_id = bus.execute(
@@ -79,7 +83,7 @@ def published_catalog(
             family_id=family_id,
             name="Arrows Line",
             style="line",
-            bundle_price=m.Money(amount_minor=bundle, currency="USD") if bundle else None,
+            bundle_price=m.Money(amount_minor=bundle, currency=currency) if bundle else None,
         ),
         contributor,
     ).aggregate_id
@@ -89,7 +93,7 @@ def published_catalog(
             m.CreateIcon(
                 set_id=set_id,
                 name=f"arrow {n}",
-                price=m.Money(amount_minor=price, currency="USD"),
+                price=m.Money(amount_minor=price, currency=currency),
                 tags=("arrow",),
             ),
             contributor,
