@@ -6,13 +6,18 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ICONMARKET := $(BIN)/iconmarket
 
-.PHONY: run test lint typecheck stack-up down bench install clean-state help compose-cli
+.PHONY: run test lint typecheck stack-up test-stack-up down bench install clean-state help compose-cli
+
+# The test suite's own stack (tests/stack.env: other ports, state in .stack/test), so that a
+# `make run` after `make test` starts clean. tests/conftest.py loads the same file.
+TEST_STACK := set -a && . tests/stack.env && set +a && export ICONMARKET_STATE_DIR=$(CURDIR)/.stack/test &&
 
 help:
 	@echo "make run    - install, start the local stack, provision, run API + workers"
 	@echo "make test   - install, ruff, mypy, start the stack, run the whole pytest suite"
 	@echo "make bench  - run bench/ and write bench/results/results.json + summary.md"
-	@echo "make down   - stop the local stack"
+	@echo "make down   - stop the local stack and the test stack"
+	@echo "make test-stack-up - start only the test stack (for running pytest by hand)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +39,9 @@ typecheck: install
 stack-up: install
 	$(ICONMARKET) stack up
 
+test-stack-up: install
+	$(TEST_STACK) $(ICONMARKET) stack up
+
 # The compose CLI that tests/integration/test_compose.py validates docker-compose.yml with:
 # the docker compose v2 plugin if present, else Debian's docker-compose package.
 compose-cli:
@@ -42,8 +50,8 @@ compose-cli:
 run: install
 	$(ICONMARKET) run
 
-test: install lint typecheck stack-up compose-cli
-	$(BIN)/pytest
+test: install lint typecheck test-stack-up compose-cli
+	$(TEST_STACK) $(BIN)/pytest
 
 # vegeta (constant-rate HTTP load) is built once from the Go module proxy into the download cache.
 TOOLS := $(if $(filter 0,$(shell id -u)),/var/cache/iconmarket/bin,$(HOME)/.cache/iconmarket/bin)
@@ -55,6 +63,7 @@ bench: install stack-up
 
 down: install
 	$(ICONMARKET) stack down
+	$(TEST_STACK) $(ICONMARKET) stack down
 
 clean-state: down
 	rm -rf .stack

@@ -1,11 +1,22 @@
 """Shared fixtures. They connect to services but never start any: `make test` runs
-`iconmarket stack up` first, and an unreachable service fails the test that needs it."""
+`iconmarket stack up` for the test stack first, and an unreachable service fails the test that
+needs it.
+
+The suite runs on a stack of its own (tests/stack.env: other ports, state under .stack/test), so
+nothing a test writes is seen by `make run`. The file is loaded into the environment here, before
+any test reads a setting, and its values win over the shell's; processes the tests start inherit
+it. `make test-stack-up` starts that stack for a `pytest` run by hand."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
+
+from tests.stackenv import stack_environment
+
+os.environ.update(stack_environment())
 
 from infra.bootstrap import Container, bootstrap
 from infra.settings import Settings, load_settings
