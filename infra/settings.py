@@ -259,6 +259,32 @@ class Settings:
         group="stripe",
     )
 
+    supervisor_max_crashes: int = _setting(
+        5,
+        "`iconmarket run` restarts a process that exits unexpectedly; when one process has "
+        "crashed this many times within ICONMARKET_SUPERVISOR_CRASH_WINDOW_S, it stops every "
+        "process instead and exits non-zero. 1 stops everything at the first crash.",
+        group="supervisor",
+    )
+    supervisor_crash_window_s: float = _setting(
+        60.0,
+        "Seconds over which one process's crashes are counted against "
+        "ICONMARKET_SUPERVISOR_MAX_CRASHES.",
+        group="supervisor",
+    )
+    supervisor_restart_backoff_s: float = _setting(
+        0.5,
+        "Seconds `iconmarket run` waits before restarting a crashed process; doubled for each "
+        "further crash of it within the crash window, up to "
+        "ICONMARKET_SUPERVISOR_RESTART_BACKOFF_MAX_S.",
+        group="supervisor",
+    )
+    supervisor_restart_backoff_max_s: float = _setting(
+        10.0,
+        "The longest wait before restarting a crashed process, in seconds.",
+        group="supervisor",
+    )
+
     state_dir: str = _setting(
         str(REPO_ROOT / ".stack"),
         "Local stack: data, logs and pid files of the services (git-ignored).",
@@ -286,8 +312,9 @@ class Settings:
     def validate(self) -> None:
         """Refuse settings that would run unsafely: a webhook replay window of 0 or less
         (the ``stripe`` library skips the timestamp check when the tolerance is 0), a cart TTL
-        the cart view would not outlive, and, when ``env`` is ``prod``, an empty or default
-        token signing secret, Stripe secret key or webhook signing secret."""
+        the cart view would not outlive, a supervisor that would give up before any crash,
+        and, when ``env`` is ``prod``, an empty or default token signing secret, Stripe secret
+        key or webhook signing secret."""
         if self.stripe_webhook_tolerance_s <= 0:
             raise SettingsError(
                 f"{env_name('stripe_webhook_tolerance_s')}={self.stripe_webhook_tolerance_s} "
@@ -297,6 +324,11 @@ class Settings:
             raise SettingsError(
                 f"{env_name('cart_ttl_s')}={self.cart_ttl_s} must be between 1 and "
                 f"{MAX_CART_TTL_S}: the cart view keeps an idle cart only a day longer"
+            )
+        if self.supervisor_max_crashes < 1:
+            raise SettingsError(
+                f"{env_name('supervisor_max_crashes')}={self.supervisor_max_crashes} must be at "
+                "least 1"
             )
         if self.env.strip().lower() != "prod":
             return

@@ -20,6 +20,7 @@ GROUP_TITLES = {
     "s3": "S3-compatible object store (media)",
     "ingest": "Media ingestion (SVG uploads and zip imports)",
     "stripe": "Stripe (payments)",
+    "supervisor": "Process supervisor (`iconmarket run`)",
     "stack": "Local service stack",
 }
 

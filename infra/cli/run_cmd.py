@@ -7,9 +7,8 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
-import time
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from infra.provision import provision
 from infra.settings import Settings, load_settings
 from infra.stack import manager
 from infra.stack.base import StackContext
+from infra.supervisor import RestartPolicy, Supervisor
 
 
 def register(commands: Any) -> None:
@@ -161,37 +161,31 @@ def _metrics_dir(settings: Settings) -> Path:
 
 
 def supervise(commands: dict[str, list[str]], settings: Settings, console: Console) -> int:
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(_metrics_dir(settings))}
-    children = {name: subprocess.Popen(argv, env=env) for name, argv in commands.items()}
-    stopping = False
+    """Run ``commands`` as children until SIGINT / SIGTERM; a child that dies is restarted
+    (`infra.supervisor`), one that keeps dying stops them all with a non-zero exit."""
+    from prometheus_client.multiprocess import mark_process_dead
 
-    def stop(_signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+    metrics = _metrics_dir(settings)
+    supervisor = Supervisor(
+        commands,
+        RestartPolicy.from_settings(settings),
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics)},
+        report=lambda line: console.print(line, highlight=False),
+        # A dead child's live gauges (relay_active, lags) must not be summed with its successor's.
+        reaped=lambda pid: mark_process_dead(pid, str(metrics)),  # type: ignore[no-untyped-call]
+    )
+    stop = threading.Event()
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    def on_signal(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     base = f"http://{settings.api_host}:{settings.api_port}"
     console.print(
         f"\n[bold]iconmarket is running[/]  (Ctrl-C stops everything)\n"
         f"  API docs   {base}/schema\n  health     {base}/health/ready\n"
-        f"  metrics    {base}/metrics\n  processes  {', '.join(children)}\n",
+        f"  metrics    {base}/metrics\n  processes  {', '.join(commands)}\n",
         highlight=False,
     )
-    exit_code = 0
-    while not stopping:
-        for name, child in children.items():
-            if child.poll() is not None:
-                console.print(f"[red]{name} exited with {child.returncode}; stopping all[/]")
-                exit_code = child.returncode or 1
-                stopping = True
-        time.sleep(0.2)
-    for child in children.values():
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    for child in children.values():
-        try:
-            child.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            child.kill()
-    return exit_code
+    return supervisor.run(stop)
