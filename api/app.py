@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusConfig
 
 from api.controllers.audit import AuditController
 from api.controllers.auth import AccountController, AuthController
@@ -20,7 +20,7 @@ from api.controllers.me import MeController
 from api.controllers.media import IconMediaController, ImportController
 from api.controllers.payments import PaymentController, StripeWebhookController
 from api.errors import EXCEPTION_HANDLERS
-from api.health import HealthController, dependencies_for
+from api.health import HealthController, dependencies_for, metrics_controller
 from api.middleware import request_id_middleware
 from infra.bootstrap import Container, bootstrap
 from infra.logs import configure
@@ -66,7 +66,7 @@ def create_app(container: Container | None = None) -> Litestar:
     app = Litestar(
         route_handlers=[
             HealthController,
-            PrometheusController,
+            metrics_controller(container.settings.metrics_token),
             AuthController,
             AccountController,
             MeController,

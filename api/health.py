@@ -1,28 +1,41 @@
-"""Liveness and readiness of the API process."""
+"""Liveness and readiness of the API process, and the guard in front of /metrics.
+
+Readiness answers from probes cached for ``health_cache_s`` (the paid Stripe API at most every
+``health_slow_probe_s``), so a flood of health requests costs one probe round per TTL, not a
+connection per request. Anonymous callers see only up or down per dependency; an admin's token
+adds latencies and error texts, which name hosts and users. The logs get every change."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import msgspec
-from litestar import Controller, Response, get
-from litestar.di import NamedDependency
+from litestar import Controller, Request, Response, get
+from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency, Provide
+from litestar.handlers.base import BaseRouteHandler
 from litestar.params import SkipValidation
+from litestar.plugins.prometheus import PrometheusController
 
+from commands.errors import Unauthenticated
+from domain.account import Role
 from infra.bootstrap import Container
-from infra.health import check_all
+from infra.health import Readiness
+
+DETAIL_ROLES = frozenset({Role.ADMIN.value, Role.SUPERADMIN.value})
 
 
-class DependencyHealth(msgspec.Struct):
+class DependencyHealth(msgspec.Struct, omit_defaults=True):
     name: str
     status: str
-    latency_ms: float
+    latency_ms: float | None = None
     error: str | None = None
 
 
-class Readiness(msgspec.Struct):
+class ReadinessReport(msgspec.Struct):
     status: str
     dependencies: list[DependencyHealth]
     down: list[str]
@@ -30,6 +43,19 @@ class Readiness(msgspec.Struct):
 
 class Liveness(msgspec.Struct):
     status: str
+
+
+def _sees_details(request: Request[Any, Any, Any], container: Container) -> bool:
+    """An admin's valid access token shows the details; anything else (none, expired, another
+    role) gets the anonymous view, never a 401: probes of load balancers carry no token."""
+    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return False
+    try:
+        actor = container.tokens.verify(token.strip())
+    except Unauthenticated:
+        return False
+    return bool(actor.roles & DETAIL_ROLES) and Role.DENYALL.value not in actor.roles
 
 
 class HealthController(Controller):
@@ -43,35 +69,64 @@ class HealthController(Controller):
     @get(
         "/ready",
         operation_id="getReadiness",
-        summary="Every dependency answers; 503 names the ones that do not.",
+        summary="Every dependency answers; 503 names the ones that do not. Latencies and errors "
+        "only for an admin's token.",
         responses={},
     )
     async def ready(
         self,
+        request: Request[Any, Any, Any],
         container: NamedDependency[SkipValidation[Container]],
-        health_pool: NamedDependency[SkipValidation[ThreadPoolExecutor]],
-    ) -> Response[Readiness]:
-        results = await asyncio.get_running_loop().run_in_executor(
-            None, check_all, container, health_pool
-        )
+        readiness: NamedDependency[SkipValidation[Readiness]],
+    ) -> Response[ReadinessReport]:
+        results = await asyncio.get_running_loop().run_in_executor(None, readiness.results)
+        details = _sees_details(request, container)
         dependencies = [
             DependencyHealth(
                 name=r.name,
                 status="up" if r.up else "down",
-                latency_ms=round(r.latency_ms, 2),
-                error=r.error,
+                latency_ms=round(r.latency_ms, 2) if details else None,
+                error=r.error if details else None,
             )
             for r in results
         ]
         down = [r.name for r in results if not r.up]
-        body = Readiness(status="down" if down else "ready", dependencies=dependencies, down=down)
+        body = ReadinessReport(
+            status="down" if down else "ready", dependencies=dependencies, down=down
+        )
         return Response(body, status_code=503 if down else 200)
 
 
-def dependencies_for(container: Container, pool: ThreadPoolExecutor) -> dict[str, Any]:
-    from litestar.di import Provide
+def metrics_guard(token: str) -> Any:
+    """A guard that lets /metrics answer only a request bearing ``token`` (none: open)."""
 
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
+        if not token:
+            return
+        scheme, _, given = (connection.headers.get("authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token):
+            raise Unauthenticated("the metrics token is required")
+
+    return guard
+
+
+def metrics_controller(token: str) -> type[PrometheusController]:
+    """/metrics behind ``metrics_guard(token)``."""
+
+    class GuardedMetrics(PrometheusController):
+        guards = [metrics_guard(token)]  # noqa: RUF012
+
+    return GuardedMetrics
+
+
+def dependencies_for(container: Container, pool: ThreadPoolExecutor) -> dict[str, Any]:
+    readiness = Readiness(
+        container,
+        pool,
+        ttl_s=container.settings.health_cache_s,
+        slow_ttl_s=container.settings.health_slow_probe_s,
+    )
     return {
         "container": Provide(lambda: container, use_cache=True, sync_to_thread=False),
-        "health_pool": Provide(lambda: pool, use_cache=True, sync_to_thread=False),
+        "readiness": Provide(lambda: readiness, use_cache=True, sync_to_thread=False),
     }

@@ -1,7 +1,10 @@
-"""Readiness probes of every dependency, each timed and bounded."""
+"""Readiness probes of every dependency, each timed and bounded, and the cache that answers
+/health/ready from them (so a flood of health requests costs one probe round per TTL)."""
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -9,6 +12,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 from infra.bootstrap import Container
+
+log = logging.getLogger("iconmarket.health")
 
 
 @dataclass(frozen=True)
@@ -93,11 +98,16 @@ def command_writers(container: Container) -> list[CheckResult]:
     return [CheckResult(w.name, w.healthy, 0.0, w.problem) for w in bus.health()]
 
 
-def check_all(container: Container, pool: ThreadPoolExecutor) -> list[CheckResult]:
-    """Run every probe concurrently; one that overruns the timeout counts as down. The bus's
-    command writers follow the dependencies."""
+def check_all(
+    container: Container,
+    pool: ThreadPoolExecutor,
+    checks: dict[str, Callable[[Container], None]] | None = None,
+) -> list[CheckResult]:
+    """Run every probe (of ``checks``, default all) concurrently; one that overruns the timeout
+    counts as down. The bus's command writers follow the dependencies."""
     timeout = container.settings.health_timeout_s
-    futures = {name: pool.submit(_timed, name, check, container) for name, check in CHECKS.items()}
+    chosen = CHECKS if checks is None else checks
+    futures = {name: pool.submit(_timed, name, check, container) for name, check in chosen.items()}
     deadline = time.monotonic() + timeout + 0.5
     results = []
     for name, future in futures.items():
@@ -106,3 +116,63 @@ def check_all(container: Container, pool: ThreadPoolExecutor) -> list[CheckResul
         except FutureTimeout:
             results.append(CheckResult(name, False, timeout * 1000, f"no answer within {timeout}s"))
     return results + command_writers(container)
+
+
+# Probes whose dependency is a paid or rate-limited API are run at most this rarely.
+SLOW_PROBES = frozenset({"stripe"})
+
+
+class Readiness:
+    """The last probe results, run again only when older than ``ttl_s`` (``slow_ttl_s`` for the
+    paid APIs in ``SLOW_PROBES``). One caller runs the probes while the others wait for its
+    answer, so N concurrent requests cost one connection per dependency, not N. A dependency
+    that changes state is logged with its error: the details go to the logs, not to anonymous
+    callers."""
+
+    def __init__(
+        self,
+        container: Container,
+        pool: ThreadPoolExecutor,
+        *,
+        ttl_s: float,
+        slow_ttl_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._container = container
+        self._pool = pool
+        self._ttl = {name: slow_ttl_s if name in SLOW_PROBES else ttl_s for name in CHECKS}
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: dict[str, tuple[float, CheckResult]] = {}
+        self.rounds = 0  # probe rounds run (for tests and metrics)
+
+    def results(self) -> list[CheckResult]:
+        with self._lock:
+            now = self._clock()
+            due = {
+                name: check
+                for name, check in CHECKS.items()
+                if name not in self._last or now - self._last[name][0] >= self._ttl[name]
+            }
+            writers: list[CheckResult] = []
+            if due:
+                self.rounds += 1
+                fresh = check_all(self._container, self._pool, due)
+                ran = {r.name: r for r in fresh if r.name in due}
+                writers = [r for r in fresh if r.name not in due]
+                for name, result in ran.items():
+                    self._note(name, result)
+                    self._last[name] = (now, result)
+            else:
+                writers = command_writers(self._container)
+            return [self._last[name][1] for name in CHECKS] + writers
+
+    def _note(self, name: str, result: CheckResult) -> None:
+        before = self._last.get(name)
+        if before is not None and before[1].up == result.up:
+            return
+        if result.up:
+            if before is not None:
+                log.info("dependency up again", extra={"dependency": name})
+        else:
+            log.warning("dependency down", extra={"dependency": name, "error": result.error})

@@ -55,6 +55,24 @@ class Settings:
     health_timeout_s: float = _setting(
         2.0, "Seconds each dependency check in /health/ready may take.", group="api"
     )
+    health_cache_s: float = _setting(
+        1.0,
+        "Seconds /health/ready answers from its last probes before probing again (concurrent "
+        "requests share one probe round).",
+        group="api",
+    )
+    health_slow_probe_s: float = _setting(
+        60.0,
+        "Seconds between two readiness probes of a paid or rate-limited API (Stripe).",
+        group="api",
+    )
+    metrics_token: str = _setting(
+        "",
+        "Bearer token /metrics requires (401 without it); empty leaves /metrics open, for a "
+        "loopback-only dev stack.",
+        secret=True,
+        group="api",
+    )
     read_your_writes_timeout_s: float = _setting(
         2.0,
         "How long a query given a min_position waits for the read model to reach it before "

@@ -82,3 +82,16 @@ def test_access_log_lines_are_json_with_the_request_id(
     assert line["path"] == "/health/live"
     assert line["status"] == 200
     assert line["method"] == "GET"
+
+
+def test_metrics_behind_a_token_answer_only_a_request_bearing_it() -> None:
+    app = create_app(bootstrap(load_settings({"ICONMARKET_METRICS_TOKEN": "m-token-7"})))
+    app.on_startup.clear()
+    with TestClient(app) as guarded:
+        refused = guarded.get("/metrics")
+        wrong = guarded.get("/metrics", headers={"Authorization": "Bearer m-token-8"})
+        allowed = guarded.get("/metrics", headers={"Authorization": "Bearer m-token-7"})
+    assert (refused.status_code, wrong.status_code, allowed.status_code) == (401, 401, 200)
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["code"] == "unauthenticated"
+    assert "iconmarket_requests_total" in allowed.text
