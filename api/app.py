@@ -22,6 +22,7 @@ from api.controllers.payments import PaymentController, StripeWebhookController
 from api.errors import EXCEPTION_HANDLERS
 from api.health import HealthController, dependencies_for, metrics_controller
 from api.middleware import request_id_middleware
+from api.security_headers import security_headers_middleware
 from infra.bootstrap import Container, bootstrap
 from infra.logs import configure
 
@@ -99,8 +100,9 @@ def create_app(container: Container | None = None) -> Litestar:
         logging_config=None,
         debug=False,
     )
-    # Outermost, so that requests no route matched (404, 405) get an id and a log line too.
-    app.asgi_handler = request_id_middleware(app.asgi_handler)
+    # Outermost, so that requests no route matched (404, 405) get an id, the security headers
+    # and a log line too.
+    app.asgi_handler = request_id_middleware(security_headers_middleware(app.asgi_handler))
     return app
 
 

@@ -95,3 +95,17 @@ def test_metrics_behind_a_token_answer_only_a_request_bearing_it() -> None:
     assert refused.headers["content-type"] == "application/problem+json"
     assert refused.json()["code"] == "unauthenticated"
     assert "iconmarket_requests_total" in allowed.text
+
+
+def test_every_response_carries_the_security_headers(client: TestClient) -> None:  # type: ignore[type-arg]
+    for path in ("/health/live", "/no/such/route"):
+        headers = client.get(path).headers
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["x-frame-options"] == "DENY"
+        assert headers["referrer-policy"] == "no-referrer"
+        assert headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    docs = client.get("/schema/swagger")
+    assert docs.status_code == 200
+    policy = docs.headers["content-security-policy"]
+    assert "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net" in policy
+    assert docs.headers["x-content-type-options"] == "nosniff"
