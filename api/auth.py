@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -14,6 +15,14 @@ from commands.policy import Actor
 
 ALGORITHM = "HS256"
 ISSUER = "iconmarket"
+log = logging.getLogger("iconmarket.auth")
+
+
+def refused(kind: str, reason: str) -> Unauthenticated:
+    """The one answer for any problem with a token of ``kind``: a 401 that says only that a
+    valid one is required (what is wrong with it would help a forger). ``reason`` is logged."""
+    log.info("token refused", extra={"kind": kind, "reason": reason})
+    return Unauthenticated(f"a valid {kind} token is required", reason=reason)
 
 
 @dataclass(frozen=True)
@@ -63,22 +72,22 @@ class TokenService:
                 options={"require": ["exp", "iat", "sub", "typ", "iss"]},
             )
         except jwt.ExpiredSignatureError:
-            raise Unauthenticated("the token has expired") from None
+            raise refused(kind, "the token has expired") from None
         except jwt.PyJWTError as exc:
-            raise Unauthenticated(f"the token is not valid: {exc}") from None
+            raise refused(kind, f"the token is not valid: {exc}") from None
         if claims.get("typ") != kind:
             article = "an" if kind[0] in "aeiou" else "a"
-            raise Unauthenticated(f"{article} {kind} token is required")
+            raise refused(kind, f"{article} {kind} token is required")
         roles = claims.get("roles")
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-            raise Unauthenticated("the token's roles are malformed")
+            raise refused(kind, "the token's roles are malformed")
         return Actor(id=str(claims["sub"]), roles=frozenset(roles))
 
 
 def bearer_token(authorization: str | None) -> str:
     if not authorization:
-        raise Unauthenticated("an Authorization: Bearer token is required")
+        raise refused("access", "an Authorization: Bearer token is required")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
+        raise refused("access", "the Authorization header must be 'Bearer <token>'")
     return token.strip()

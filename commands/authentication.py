@@ -48,5 +48,7 @@ def current_roles(apps: Applications, actor_id: str) -> frozenset[str]:
     except ValueError:
         account = None
     if account is None:
-        raise Unauthenticated("the account no longer exists")
+        raise Unauthenticated(
+            "a valid refresh token is required", reason="the account no longer exists"
+        )
     return _roles(account)

@@ -56,9 +56,15 @@ class AccessDenied(CommandError):
 
 
 class Unauthenticated(CommandError):
-    """Credentials are missing, wrong or expired."""
+    """Credentials are missing, wrong or expired. ``message`` is what the caller is told (no
+    more than that a valid credential is needed); ``reason`` says exactly what was wrong, for
+    the logs and tests only."""
 
     code = "unauthenticated"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 class CommandDeadlineExceeded(CommandError, TimeoutError):

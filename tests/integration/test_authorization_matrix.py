@@ -676,7 +676,7 @@ def test_no_token_is_401_and_appends_nothing(
     )
 
     body = _assert_problem(response, 401, "unauthenticated")
-    assert body["detail"] == "an Authorization: Bearer token is required"
+    assert body["detail"] == "a valid access token is required"
     assert response.headers["www-authenticate"] == 'Bearer realm="iconmarket"'
     assert appended_since(apps, heads, correlation_id, call.watched()) == []
 
@@ -685,7 +685,7 @@ def test_get_me_without_a_token_is_401(client: TestClient) -> None:  # type: ign
     response = client.get("/v1/auth/me")
 
     body = _assert_problem(response, 401, "unauthenticated")
-    assert body["detail"] == "an Authorization: Bearer token is required"
+    assert body["detail"] == "a valid access token is required"
     assert response.headers["www-authenticate"] == 'Bearer realm="iconmarket"'
 
 

@@ -18,8 +18,9 @@ import pytest
 from litestar.testing import TestClient
 
 from api.app import create_app
-from api.auth import TokenService
+from api.auth import TokenService, bearer_token
 from commands import messages as m
+from commands.errors import Unauthenticated
 from commands.policy import Actor
 from domain.account import Account
 from infra.bootstrap import Container, bootstrap
@@ -70,6 +71,17 @@ def _b64(part: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode()
 
 
+ACCESS_REFUSED = "a valid access token is required"
+REFRESH_REFUSED = "a valid refresh token is required"
+
+
+def _reason(container: Container, authorization: str, kind: str = "access") -> str:
+    """What the service found wrong with ``authorization`` (logged; never told the caller)."""
+    with pytest.raises(Unauthenticated) as refused:
+        container.tokens.verify(bearer_token(authorization), kind=kind)
+    return refused.value.reason
+
+
 def _unauthenticated(response: Any, detail: str) -> None:
     assert response.status_code == 401, response.text
     assert response.headers["content-type"] == "application/problem+json"
@@ -84,8 +96,10 @@ def _call_refused(
     container: Container,
     endpoint: tuple[str, str, dict[str, Any] | None],
     authorization: str,
-    detail: str,
+    reason: str,
 ) -> None:
+    """The call is refused with the one public 401 (nothing appended); the service's reason,
+    kept for the logs, is ``reason``."""
     method, path, body = endpoint
     correlation_id = f"jwt-{uuid.uuid4().hex}"
     heads = log_heads(container.applications)
@@ -97,8 +111,9 @@ def _call_refused(
         headers={"Authorization": authorization, "X-Correlation-ID": correlation_id},
     )
 
-    _unauthenticated(response, detail)
+    _unauthenticated(response, ACCESS_REFUSED)
     assert appended_since(container.applications, heads, correlation_id) == []
+    assert _reason(container, authorization) == reason
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
@@ -253,7 +268,8 @@ def test_an_access_token_is_not_a_refresh_token(
 
     response = client.post("/v1/auth/token", json={"refresh_token": access})
 
-    _unauthenticated(response, "a refresh token is required")
+    _unauthenticated(response, REFRESH_REFUSED)
+    assert _reason(container, f"Bearer {access}", kind="refresh") == "a refresh token is required"
 
 
 def test_an_expired_refresh_token_is_refused(
@@ -267,7 +283,8 @@ def test_an_expired_refresh_token_is_refused(
 
     response = client.post("/v1/auth/token", json={"refresh_token": refresh})
 
-    _unauthenticated(response, "the token has expired")
+    _unauthenticated(response, REFRESH_REFUSED)
+    assert _reason(container, f"Bearer {refresh}", kind="refresh") == "the token has expired"
 
 
 def test_a_refresh_token_of_no_account_is_refused(
@@ -279,7 +296,7 @@ def test_a_refresh_token_of_no_account_is_refused(
 
     response = client.post("/v1/auth/token", json={"refresh_token": refresh})
 
-    _unauthenticated(response, "the account no longer exists")
+    _unauthenticated(response, REFRESH_REFUSED)
 
 
 def _register(client: TestClient, email: str) -> None:  # type: ignore[type-arg]
