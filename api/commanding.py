@@ -18,6 +18,8 @@ from infra.logs import request_id_var
 
 _IF_MATCH = re.compile(r'^\s*(?:W/)?"?(\d+)"?\s*$')
 _KEY = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
+# No ':' so that a caller's id can never pass for the service's own (``stripe:evt_…``).
+_CORRELATION = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
 class CommandAccepted(msgspec.Struct):
@@ -52,8 +54,19 @@ def _idempotency_key(request: Request[Any, Any, Any]) -> str | None:
 
 
 def correlation_id(request: Request[Any, Any, Any]) -> str:
-    """The caller's ``X-Correlation-Id``, else this request's id, else a new one."""
-    return request.headers.get("x-correlation-id") or request_id_var.get() or uuid.uuid4().hex
+    """The caller's ``X-Correlation-Id``, else this request's id, else a new one. A given id
+    must be 1-128 letters, digits, ``.``, ``_`` or ``-`` (else 422 before anything happens):
+    it is stored with every event of the command."""
+    given = request.headers.get("x-correlation-id")
+    if given is None:
+        return request_id_var.get() or uuid.uuid4().hex
+    if not _CORRELATION.match(given):
+        from litestar.exceptions import ValidationException
+
+        raise ValidationException(
+            "X-Correlation-Id must be 1-128 characters of letters, digits and . _ -"
+        )
+    return given
 
 
 def context_for(request: Request[Any, Any, Any], actor: Actor) -> CommandContext:

@@ -403,3 +403,56 @@ def test_registering_as_an_admin_is_forbidden(
     assert response.json()["code"] == "forbidden"
     watched = {Account.create_id(email)}
     assert appended_since(container.applications, heads, correlation_id, watched) == []
+
+
+@pytest.mark.parametrize(
+    "correlation",
+    [
+        pytest.param("x" * 129, id="too-long"),
+        pytest.param("stripe:evt_1Nx", id="imitates-stripe"),
+        pytest.param("a b", id="space"),
+        pytest.param("é", id="non-ascii"),
+    ],
+)
+def test_a_malformed_correlation_id_is_refused_before_anything_is_written(
+    client: TestClient,  # type: ignore[type-arg]
+    container: Container,
+    correlation: str,
+) -> None:
+    actor = Actor(f"contributor-{uuid.uuid4().hex[:10]}", frozenset({"contributor"}))
+    token = container.tokens.issue(actor).access_token
+    heads = log_heads(container.applications)
+
+    response = client.post(
+        "/v1/families",
+        json={"name": "Correlated"},
+        headers={
+            "Authorization": f"Bearer {token}",
+            "X-Correlation-Id": correlation.encode(),  # type: ignore[dict-item]
+        },
+    )
+
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "validation_failed"
+    assert "X-Correlation-Id must be 1-128 characters" in response.json()["detail"]
+    assert log_heads(container.applications) == heads
+
+
+def test_a_well_formed_correlation_id_of_128_characters_is_stored(
+    client: TestClient,  # type: ignore[type-arg]
+    container: Container,
+) -> None:
+    actor = Actor(f"contributor-{uuid.uuid4().hex[:10]}", frozenset({"contributor"}))
+    token = container.tokens.issue(actor).access_token
+    correlation = f"ok-{uuid.uuid4().hex}".ljust(128, "z")
+    heads = log_heads(container.applications)
+
+    response = client.post(
+        "/v1/families",
+        json={"name": "Correlated"},
+        headers={"Authorization": f"Bearer {token}", "X-Correlation-Id": correlation},
+    )
+
+    assert response.status_code == 201, response.text
+    [appended] = appended_since(container.applications, heads, correlation)
+    assert str(appended.originator_id) == response.json()["id"]
