@@ -41,14 +41,18 @@ class UnitOfWork:
         return True
 
     @staticmethod
-    def read(app: ContextApplication, cls: type[A], aggregate_id: UUID) -> A:
+    def read(
+        app: ContextApplication, cls: type[A], aggregate_id: UUID, *, current: bool = False
+    ) -> A:
         """Load an aggregate (of any context) to read it only.
 
         When another thread is already bringing the cached copy up to date, this read does not
-        queue behind it but takes the cached copy: a read-only quote (a price, a status) may be
-        a moment old, as it could be anyway by the time the command is saved.
+        queue behind it but takes the cached copy. That copy is as old as the last read of the
+        aggregate (saves do not refresh it), so it can miss changes saved long ago: right after
+        an icon is published, concurrent reads see it as a draft. A refusal must therefore be
+        decided on a ``current`` read, which waits for the copy to be brought up to date.
         """
-        return UnitOfWork._load(app, cls, aggregate_id, skipping=True)
+        return UnitOfWork._load(app, cls, aggregate_id, skipping=not current)
 
     @staticmethod
     def _load(app: ContextApplication, cls: type[A], aggregate_id: UUID, *, skipping: bool) -> A:

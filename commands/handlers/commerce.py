@@ -25,16 +25,26 @@ from domain.publication import PublicationStatus
 
 def _sellable_icon(uow: UnitOfWork, icon_id: UUID) -> Icon:
     icon = uow.read(uow.apps.catalog, Icon, icon_id)
+    if not icon.sellable:  # perhaps an old cached copy: refuse only on a current one
+        icon = uow.read(uow.apps.catalog, Icon, icon_id, current=True)
     if not icon.sellable:
         raise ProductUnavailable(f"icon {icon_id} is not for sale ({icon.status})")
     return icon
 
 
+def _bundle_price(icon_set: IconSet) -> Money | None:
+    published = icon_set.status is PublicationStatus.PUBLISHED
+    return icon_set.bundle_price if published else None
+
+
 def _sellable_set(uow: UnitOfWork, set_id: UUID) -> tuple[IconSet, Money]:
     icon_set = uow.read(uow.apps.catalog, IconSet, set_id)
-    if icon_set.status is not PublicationStatus.PUBLISHED or icon_set.bundle_price is None:
+    if _bundle_price(icon_set) is None:  # perhaps an old cached copy: refuse only on a current one
+        icon_set = uow.read(uow.apps.catalog, IconSet, set_id, current=True)
+    price = _bundle_price(icon_set)
+    if price is None:
         raise ProductUnavailable(f"set {set_id} is not for sale as a bundle")
-    return icon_set, icon_set.bundle_price
+    return icon_set, price
 
 
 def _cart(uow: UnitOfWork, ctx: CommandContext, cart_id: UUID, action: Action) -> Cart:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from commands.routes import ROUTES
 from domain.cart import Cart
 from domain.errors import DomainError
 from domain.order import Order, OrderStatus
+from domain.publication import PublicationStatus
 from tests.support import ctx, published_catalog
 
 
@@ -479,3 +481,30 @@ def test_a_save_whose_acknowledgement_was_lost_is_answered_not_applied_again(
     ]
     assert stored == [(1, 1), (2, 2)]
     assert (result.version, result.position, result.replayed) == (2, 2, False)
+
+
+def test_an_icon_published_after_its_cached_copy_is_sold_to_a_read_that_skips_the_refresh(
+    bus: CommandBus, apps: Applications, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Saves do not refresh the aggregate cache, so it holds the icon as last read: a draft,
+    before PublishIcon's save. A read that does not wait for another thread's fast-forward takes
+    that copy (simulated here); the refusal is decided on a current read, so the sale goes on."""
+    catalog = published_catalog(bus, "carol", prices=(100,))
+    icon_id = catalog.icon_ids[0]
+    repository = apps.catalog.repository
+    assert repository.cache is not None
+    assert repository.cache.get(icon_id).status is PublicationStatus.DRAFT
+    real_get = repository.get
+
+    def skipping_meets_a_fast_forward(aggregate_id: UUID, **kwargs: Any) -> Any:
+        if kwargs.get("fastforward_skipping") and aggregate_id == icon_id:
+            return copy.deepcopy(repository.cache.get(aggregate_id))
+        return real_get(aggregate_id, **kwargs)
+
+    monkeypatch.setattr(repository, "get", skipping_meets_a_fast_forward)
+    customer = ctx("dave", "customer")
+    cart_id = bus.execute(m.OpenCart(currency="USD"), customer).aggregate_id
+    added = bus.execute(
+        m.AddToCart(cart_id=cart_id, product_kind="icon", product_id=icon_id), customer
+    )
+    assert (added.aggregate_id, added.version) == (cart_id, 2)
