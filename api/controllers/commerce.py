@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from uuid import UUID
 
@@ -23,11 +24,19 @@ from api.schemas import CancelBody, CartBody, CartLineBody
 from commands import messages as m
 from commands.errors import AccessDenied, AggregateNotFound
 from commands.policy import Action, Resource, decide
+from commands.unit_of_work import UnitOfWork
+from domain.cart import Cart
 from domain.errors import ErrorCode, Gone
+from infra.bootstrap import Container
 from projections.cart_view import EXPIRED, CartReader
 
 Req = Request[Any, Any, Any]
 Accepted = Response[CommandAccepted]
+
+
+def _owner(container: Container, cart_id: UUID) -> str:
+    """The cart's owner from the event store (AggregateNotFound when there is no such cart)."""
+    return UnitOfWork.read(container.applications.commerce, Cart, cart_id).owner_id
 
 
 class CartController(Controller):
@@ -54,6 +63,15 @@ class CartController(Controller):
         async def read() -> dict[str, Any] | None:
             return (await reader.get(str(cart_id)))[1]
 
+        # Ownership first, before any wait: from the view when it has the cart, else from the
+        # event store (a cart not projected yet, or none: 404 at once). Another customer thus
+        # learns nothing from how long the answer takes.
+        now = await read()
+        if now is None or "owner_id" in now:
+            owner = now["owner_id"] if now else await asyncio.to_thread(_owner, container, cart_id)
+            decision = decide(actor, Action.CART_READ, Resource("cart", owner))
+            if not decision.allowed:
+                raise AccessDenied(decision.reason)
         cart = await read_fresh(
             read,
             mark=watermark(container, *CARTS),
@@ -63,10 +81,6 @@ class CartController(Controller):
         if cart is None:
             raise AggregateNotFound(f"cart {cart_id} does not exist")
         expired = cart["status"] == EXPIRED
-        if not (expired and "owner_id" not in cart):  # a lapsed view no longer knows its owner
-            decision = decide(actor, Action.CART_READ, Resource("cart", cart["owner_id"]))
-            if not decision.allowed:
-                raise AccessDenied(decision.reason)
         if expired:
             raise Gone(ErrorCode.CART_EXPIRED, f"cart {cart_id} expired after being left idle")
         return Response(cart, headers={"X-Projection-Position": str(cart["position"])})

@@ -13,8 +13,10 @@ import httpx
 
 from commands.messages import OpenCart
 from commands.policy import Actor
-from infra.bootstrap import bootstrap
+from infra.bootstrap import Container, bootstrap
+from infra.settings import load_settings
 from tests.e2e.test_run import _free_port, _wait_for_log, running_app
+from tests.faults.harness import scratch_container
 from tests.support import ctx, published_catalog
 
 
@@ -90,19 +92,24 @@ def test_a_cart_change_is_readable_at_the_position_the_command_returned() -> Non
 
 
 def test_a_position_not_applied_is_stale_and_one_beyond_the_head_is_refused_at_once() -> None:
-    """Only the API runs (no relay, no projection): a cart opened through the bus is at a
-    position no read model has applied, so a read waiting for it answers 503 stale, never the
-    view without it; a position past the log's head is answered 422 at once."""
-    container = bootstrap()
+    """Only the API runs, on an event store of this test's own that no relay or projection
+    reads: a cart opened through the bus is at a position no read model has applied, so a read
+    waiting for it answers 503 stale, never the view without it; a position past the log's head
+    is answered 422 at once."""
+    with scratch_container(load_settings(), "iconmarket_e2e_stale") as container:
+        _stale_and_beyond_head(container)
+
+
+def _stale_and_beyond_head(container: Container) -> None:
     customer = f"e2e-cust-{uuid.uuid4().hex[:6]}"
     actor = Actor(customer, frozenset({"customer"}))
     token = container.tokens.issue(actor).access_token
     opened = container.bus.execute(OpenCart(currency="USD"), ctx(customer, "customer"))
     head = container.applications.commerce.recorder.max_notification_id()
-    container.close()
     port = _free_port()
     env = {
         **os.environ,
+        "ICONMARKET_POSTGRES_DB": container.settings.postgres_db,
         "ICONMARKET_API_PORT": str(port),
         "ICONMARKET_READ_YOUR_WRITES_TIMEOUT_S": "0.5",
     }
