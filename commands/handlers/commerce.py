@@ -8,7 +8,7 @@ from uuid import UUID
 
 from commands import messages as m
 from commands.errors import ProductUnavailable
-from commands.handlers.common import authorize, open_library, trace
+from commands.handlers.common import authorize, open_library, trace, unpublished_parent
 from commands.policy import Action
 from commands.results import CommandContext
 from commands.unit_of_work import UnitOfWork
@@ -29,6 +29,9 @@ def _sellable_icon(uow: UnitOfWork, icon_id: UUID) -> Icon:
         icon = uow.read(uow.apps.catalog, Icon, icon_id, current=True)
     if not icon.sellable:
         raise ProductUnavailable(f"icon {icon_id} is not for sale ({icon.status})")
+    shelf = unpublished_parent(uow, icon.set_id, icon.family_id)
+    if shelf is not None:
+        raise ProductUnavailable(f"icon {icon_id} is not for sale: {shelf}")
     return icon
 
 
@@ -44,6 +47,9 @@ def _sellable_set(uow: UnitOfWork, set_id: UUID) -> tuple[IconSet, Money]:
     price = _bundle_price(icon_set)
     if price is None:
         raise ProductUnavailable(f"set {set_id} is not for sale as a bundle")
+    shelf = unpublished_parent(uow, None, icon_set.family_id)
+    if shelf is not None:
+        raise ProductUnavailable(f"set {set_id} is not for sale: {shelf}")
     return icon_set, price
 
 

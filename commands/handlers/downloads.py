@@ -1,6 +1,7 @@
 """The download handler (commerce context): may this customer have this file? Record it.
 
-A published free icon's renderings may be downloaded by any customer; everything else (a paid
+A published free icon's renderings (its set and family published too) may be downloaded by any
+customer; everything else (a paid
 icon, and every icon's SVG original) needs an entitlement in the customer's library. A refusal
 raises before anything is recorded. The customer's library is opened on their first download.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from commands import messages as m
-from commands.handlers.common import authorize, open_library, trace
+from commands.handlers.common import authorize, open_library, trace, unpublished_parent
 from commands.policy import Action
 from commands.results import CommandContext
 from commands.unit_of_work import UnitOfWork
@@ -28,7 +29,12 @@ def record_download(cmd: m.RecordDownload, uow: UnitOfWork, ctx: CommandContext)
     library = _library(uow, ctx)
     icon = uow.read(uow.apps.catalog, Icon, cmd.icon_id)
     file = icon.file_for(cmd.format, cmd.size)
-    free = icon.is_free and icon.sellable and file.format is not MediaFormat.SVG
+    free = (
+        icon.is_free
+        and icon.sellable
+        and file.format is not MediaFormat.SVG
+        and unpublished_parent(uow, icon.set_id, icon.family_id) is None
+    )
     library.record_download(
         icon_id=icon.id,
         format=file.format,
