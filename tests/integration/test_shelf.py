@@ -96,3 +96,25 @@ def test_an_icon_off_the_shelf_cannot_be_added_bought_or_downloaded_free(
 
 def _add(cart_id: UUID, kind: str, product_id: UUID) -> m.AddToCart:
     return m.AddToCart(cart_id=cart_id, product_kind=kind, product_id=product_id)
+
+
+def test_checkout_keeps_the_price_quoted_when_the_line_was_added(container: Container) -> None:
+    """The quote rule: a price is taken when the line is added and frozen in the cart; a later
+    price change (either way) does not reach the order of that cart."""
+    bus = container.bus
+    catalog = published_catalog(bus, f"quote-owner-{uuid.uuid4().hex[:8]}", prices=(PAID,))
+    [icon_id] = catalog.icon_ids
+    customer = ctx(f"quote-cust-{uuid.uuid4().hex[:8]}", "customer")
+    cart_id = bus.execute(m.OpenCart(currency="USD"), customer).aggregate_id
+    bus.execute(_add(cart_id, "icon", icon_id), customer)
+    owner = ctx(catalog.owner, "contributor")
+    bus.execute(
+        m.ChangeIconPrice(icon_id=icon_id, price=m.Money(amount_minor=900, currency="USD")), owner
+    )
+
+    order_id = bus.execute(m.CheckOut(cart_id=cart_id), customer).aggregate_id
+
+    order = container.applications.commerce.repository.get(order_id)
+    assert [(line.product.id, line.unit_price.amount_minor) for line in order.lines] == [
+        (icon_id, PAID)
+    ]
