@@ -1,7 +1,8 @@
 """The popularity projector: pure, ``apply(envelope) -> list[PopularityWrite]``, no I/O.
 
 An icon's popularity is its ``purchases`` (grants in force that include it: a grant counts once
-per order, and a revoked grant stops counting) and its ``downloads`` (recorded downloads). Both
+per order, and a revoked grant stops counting) and its ``downloads`` (the customers who
+downloaded it: a customer's repeated downloads of one icon count once). Both
 come from the customers' ``Library`` events in the commerce log; the view counts them per icon,
 guarded by each library's version, and copies the counts onto the icon's catalog document.
 """

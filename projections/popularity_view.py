@@ -52,7 +52,15 @@ for _, w in ipairs(cjson.decode(ARGV[2])) do
       end
       delta = -1
     else
+      -- a customer's repeated downloads of one icon count once
       field = 'downloads'
+      local first = {}
+      for _, icon in ipairs(icons) do
+        if redis.call('HSETNX', library, 'downloaded:' .. icon, 1) == 1 then
+          table.insert(first, icon)
+        end
+      end
+      icons = first
     end
     for _, icon in ipairs(icons) do
       local key = prefix .. 'pop-icon:' .. icon
