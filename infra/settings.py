@@ -152,6 +152,15 @@ class Settings:
         19093, "Port of the local KRaft controller listener (local stack only).", group="kafka"
     )
     kafka_partitions: int = _setting(3, "Partitions per iconmarket topic.", group="kafka")
+    kafka_session_timeout_s: float = _setting(
+        10.0,
+        "Seconds a consumer may go without a heartbeat before Kafka hands its partitions to "
+        "another member of its group. A worker that crashed (kill -9) and was restarted gets "
+        "its partitions back only after this, so its read model waits that long; heartbeats "
+        "come from a background thread, so long batches do not count against it. The broker "
+        "accepts 6 to 1800 by default.",
+        group="kafka",
+    )
 
     opensearch_url: str = _setting(
         "http://127.0.0.1:19200", "OpenSearch base URL.", group="opensearch"

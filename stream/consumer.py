@@ -576,6 +576,7 @@ class ConsumerRunner:
     def run(self) -> None:
         from confluent_kafka import Consumer
 
+        session_ms = int(self.settings.kafka_session_timeout_s * 1000)
         consumer = Consumer(
             {
                 "bootstrap.servers": self.settings.kafka_bootstrap,
@@ -585,6 +586,10 @@ class ConsumerRunner:
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest",
                 "max.poll.interval.ms": int(self.max_poll_interval_s * 1000),
+                # A crashed member's partitions are handed on after this (not the client's
+                # default 45 s), so a restarted worker resumes within seconds.
+                "session.timeout.ms": session_ms,
+                "heartbeat.interval.ms": session_ms // 3,
                 # New topics and partitions are noticed within seconds, not minutes.
                 "topic.metadata.refresh.interval.ms": METADATA_MAX_AGE_MS,
                 "logger": kafka_client_log,
