@@ -77,7 +77,11 @@ class CustomerView(Protocol):
 
     def apply(self, writes: list[CustomerWrite]) -> int: ...
 
-    def orders(self, customer_id: str) -> list[dict[str, Any]]: ...
+    def orders(
+        self, customer_id: str, offset: int = 0, limit: int | None = None
+    ) -> list[dict[str, Any]]: ...
+
+    def order_count(self, customer_id: str) -> int: ...
 
     def order(self, order_id: str) -> dict[str, Any] | None: ...
 
@@ -168,15 +172,23 @@ class RedisCustomerView:
     def order(self, order_id: str) -> dict[str, Any] | None:
         return order_document(order_id, self._client.hgetall(self.order_key(order_id)))
 
-    def orders(self, customer_id: str) -> list[dict[str, Any]]:
-        """The customer's orders, newest (latest placed) first."""
-        ids = [_text(i) for i in self._client.zrevrange(self.customer_orders(customer_id), 0, -1)]
+    def orders(
+        self, customer_id: str, offset: int = 0, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The customer's orders, newest (latest placed) first: ``limit`` of them (None: all)
+        from ``offset``."""
+        last = -1 if limit is None else offset + limit - 1
+        key = self.customer_orders(customer_id)
+        ids = [_text(i) for i in self._client.zrevrange(key, offset, last)]
         pipe = self._client.pipeline(transaction=False)
         for order_id in ids:
             pipe.hgetall(self.order_key(order_id))
         raws = pipe.execute() if ids else []
         documents = (order_document(i, raw) for i, raw in zip(ids, raws, strict=True))
         return [document for document in documents if document is not None]
+
+    def order_count(self, customer_id: str) -> int:
+        return int(self._client.zcard(self.customer_orders(customer_id)))
 
     def library(self, customer_id: str) -> dict[str, Any]:
         """Entitlements in force (revoked grants excluded), in grant order; downloads per icon."""

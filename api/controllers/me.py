@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get
+from litestar.params import Parameter
 
 from api.commanding import actor_of
 from api.controllers.deps import ContainerDep
@@ -55,26 +56,57 @@ async def customer_read(
     return Response(document, headers={"X-Projection-Position": str(document["position"])})
 
 
-def orders_document(view: RedisCustomerView, customer_id: str) -> dict[str, Any]:
-    orders = view.orders(customer_id)
-    position = max((order["position"] for order in orders), default=0)
-    return {"customer_id": customer_id, "orders": orders, "position": position}
+MAX_PAGE = 100
+Limit = Annotated[int, Parameter(ge=1, le=MAX_PAGE, description="Orders per page.")]
+Offset = Annotated[
+    int, Parameter(ge=0, le=100_000, description="Orders to skip (the next page's `next_offset`).")
+]
+
+
+def orders_page(offset: int, limit: int) -> Read:
+    """A page of the caller's orders, newest first, with the count of all of them and the
+    offset of the next page (None on the last)."""
+
+    def read(view: RedisCustomerView, customer_id: str) -> dict[str, Any]:
+        total = view.order_count(customer_id)
+        orders = view.orders(customer_id, offset=offset, limit=limit)
+        position = max((order["position"] for order in orders), default=0)
+        following = offset + limit
+        return {
+            "customer_id": customer_id,
+            "orders": orders,
+            "position": position,
+            "total": total,
+            "offset": offset,
+            "limit": limit,
+            "next_offset": following if following < total else None,
+        }
+
+    return read
 
 
 class MeController(Controller):
     path = "/v1/me"
     tags = ["commerce"]  # noqa: RUF012
 
-    @get("/orders", operation_id="myOrders", summary="The caller's orders, newest first.")
+    @get(
+        "/orders",
+        operation_id="myOrders",
+        summary="The caller's orders, newest first, a page at a time (limit, offset; the "
+        "answer's next_offset is the next page's offset, null on the last).",
+    )
     async def orders(
         self,
         request: Req,
         container: ContainerDep,
+        *,
         min_position: MinPosition = None,
         x_min_position: XMinPosition = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
     ) -> Response[dict[str, Any]]:
         wanted = wanted_position(min_position, x_min_position)
-        return await customer_read(request, container, orders_document, wanted)
+        return await customer_read(request, container, orders_page(offset, limit), wanted)
 
     @get(
         "/library",

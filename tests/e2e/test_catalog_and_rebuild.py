@@ -223,6 +223,10 @@ def test_favourites_and_orders_are_readable_at_their_positions_and_rebuild_equal
         assert orders.status_code == 200, orders.text
         [order] = orders.json()["orders"]
         assert (order["id"], order["status"]) == (placed["id"], "pending")
+        page = {k: orders.json()[k] for k in ("total", "offset", "limit", "next_offset")}
+        assert page == {"total": 1, "offset": 0, "limit": 50, "next_offset": None}
+        too_many = client.get("/v1/me/orders", params={"limit": 101}, headers=auth)
+        assert (too_many.status_code, too_many.json()["code"]) == (422, "validation_failed")
         assert order["total"] == {"amount_minor": 500, "currency": "USD"}
         library = client.get("/v1/me/library", headers=auth).json()
         assert library["entitlements"] == []

@@ -87,6 +87,10 @@ def test_the_view_holds_the_exact_documents(container: Container, prefixes: Pref
         first,
     ]
     assert view.order(story.orders[0]) == first
+    assert view.order_count("cust-1") == 3
+    assert view.orders("cust-1", offset=1, limit=1) == [_order(story, 1, "refunded", 1, 0)]
+    assert view.orders("cust-1", offset=2, limit=5) == [first]
+    assert view.orders("cust-1", offset=3, limit=5) == []
     assert view.order(str(uuid.uuid4())) is None
     library = story.of(story.library_id)
     grant = library[2]
