@@ -19,6 +19,7 @@ from commands.errors import (
     CommandError,
     IdempotencyKeyReused,
     ProductUnavailable,
+    StoreUnavailable,
     Unauthenticated,
     VersionConflict,
     WeakPassword,
@@ -153,9 +154,14 @@ def _command_timeout(
     return problem(503, exc.code, exc.message, headers={"Retry-After": str(exc.retry_after_s)})
 
 
+def _store_unavailable(_request: Request[Any, Any, Any], exc: StoreUnavailable) -> Response[Any]:
+    return problem(503, exc.code, exc.message, headers={"Retry-After": str(exc.retry_after_s)})
+
+
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     PaymentProviderUnavailable: _provider_unavailable,
     CommandDeadlineExceeded: _command_timeout,
+    StoreUnavailable: _store_unavailable,
     StaleRead: _stale,
     PositionBeyondHead: _beyond_head,
     MediaRefused: _media,

@@ -27,6 +27,13 @@ Nothing can hang a context:
   recognised: every command is saved with an idempotency record, the client's key or, without
   one, an internal key of this execution (``bus:<uuid4>``), and a retry first looks that record
   up and answers the first result instead of applying the command again.
+- A store that is down or restarting (its connections cut, a save raising without saying whether
+  it committed) is waited for, briefly and repeatedly, up to the deadline: once it answers, the
+  record tells whether the save committed (the command is answered) or not (it is saved now).
+  A command that could not be applied in that time fails with ``StoreUnavailable`` (503, not
+  applied); one whose save raised and whose record could not be read since is the unknown
+  outcome above (``CommandDeadlineExceeded``). A store failure never reaches the caller as
+  "failed" for a command that was applied.
 """
 
 from __future__ import annotations
@@ -48,11 +55,18 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+import psycopg
+from eventsourcing import persistence
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Recording
 
 from commands.applications import Applications, ContextApplication
-from commands.errors import CommandDeadlineExceeded, IdempotencyKeyReused, VersionConflict
+from commands.errors import (
+    CommandDeadlineExceeded,
+    IdempotencyKeyReused,
+    StoreUnavailable,
+    VersionConflict,
+)
 from commands.persistence import IdempotencyRecord, IdempotentRecorder
 from commands.results import CommandContext, CommandResult
 from commands.unit_of_work import UnitOfWork
@@ -61,6 +75,15 @@ Handler = Callable[[Any, UnitOfWork, CommandContext], UUID]
 CONFLICT_RETRIES = 3
 DEFAULT_DEADLINE_S = 10.0
 INTERNAL_KEY_PREFIX = "bus:"
+STORE_ERRORS = (
+    persistence.OperationalError,
+    persistence.InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+"""The store is down, restarting or its connection was cut (a lock or statement timeout too):
+worth waiting for, never the command's fault."""
+STORE_RETRY_PAUSE_S = 0.1
 log = logging.getLogger("iconmarket.commands")
 
 
@@ -253,7 +276,7 @@ class CommandBus:
             try:
                 waiting.future.set_result(self._execute_alone(route, waiting))
             except Exception as exc:  # the future carries every failure to the caller
-                waiting.future.set_exception(exc)
+                _fail(waiting.future, exc)
             return waiting
         try:
             replayed = self._replay(self._app(route), command, ctx)
@@ -262,7 +285,7 @@ class CommandBus:
                 return waiting
             waiting.prepared = self._prepare(route, command, ctx, internal_key)
         except Exception as exc:  # the future carries every failure to the caller
-            waiting.future.set_exception(exc)
+            _fail(waiting.future, exc)
             return waiting
         writer = self._writers[route.context]
         self._ensure_running(writer)
@@ -346,30 +369,60 @@ class CommandBus:
             )
         return _Prepared(command, ctx, primary_id, primary_version, changed, record)
 
-    def _execute_alone(self, route: Route, item: _Waiting) -> CommandResult:
+    def _execute_alone(
+        self, route: Route, item: _Waiting, *, maybe_saved: bool = False
+    ) -> CommandResult:
+        """Save one command; ``maybe_saved`` when a save of it (its batch's) raised already.
+
+        The command's idempotency record is looked up first, so a save that committed although
+        it raised is answered, not applied again; the store's failures are waited out up to the
+        deadline (see the module docstring)."""
         app = self._app(route)
-        for attempt in range(CONFLICT_RETRIES):
-            answered = self._recover(app, item) or self._replay(app, item.command, item.ctx)
-            if answered is not None:
-                return answered
-            if item.expired():
-                raise self._deadline_error("it was not applied")
-            prepared = self._prepare(route, item.command, item.ctx, item.internal_key)
+        conflicts = 0
+        while True:
             try:
-                recordings = _save(app, [prepared])
-                self.stats.count(1)
-                self._remember_saved([prepared])
-            except IntegrityError:
                 answered = self._recover(app, item) or self._replay(app, item.command, item.ctx)
                 if answered is not None:
                     return answered
-                if item.ctx.expected_version is not None or attempt == CONFLICT_RETRIES - 1:
-                    raise VersionConflict(
-                        "a concurrent command changed the aggregate first; reload and retry"
-                    ) from None
+                maybe_saved = False  # the store answered: nothing of this command is stored
+                if item.expired():
+                    raise self._deadline_error("it was not applied")
+                prepared = self._prepare(route, item.command, item.ctx, item.internal_key)
+                maybe_saved = True
+                try:
+                    recordings = _save(app, [prepared])
+                except IntegrityError:
+                    answered = self._recover(app, item) or self._replay(app, item.command, item.ctx)
+                    if answered is not None:
+                        return answered
+                    maybe_saved = False
+                    conflicts += 1
+                    if item.ctx.expected_version is not None or conflicts == CONFLICT_RETRIES:
+                        raise VersionConflict(
+                            "a concurrent command changed the aggregate first; reload and retry"
+                        ) from None
+                    continue
+            except STORE_ERRORS as error:
+                self._wait_for_store(item, error, maybe_saved=maybe_saved)
                 continue
+            self.stats.count(1)
+            self._remember_saved([prepared])
             return _result(app, prepared, recordings)
-        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait_for_store(self, item: _Waiting, error: Exception, *, maybe_saved: bool) -> None:
+        """Pause before asking the store again, or raise when the command's time is up: past its
+        deadline it was not applied, unless a save of it raised and nothing could be read since
+        (then the caller, who waits one more deadline for a command in the writer's hands, gets
+        the unknown outcome)."""
+        until = item.deadline + (self.deadline_s if maybe_saved else 0.0)
+        if time.monotonic() + STORE_RETRY_PAUSE_S < until:
+            time.sleep(STORE_RETRY_PAUSE_S)
+            return
+        if maybe_saved:
+            raise self._deadline_error(
+                "its outcome is unknown; retry with the same Idempotency-Key"
+            ) from error
+        raise _unavailable(error) from error
 
     def _write_batches(self, writer: _Writer) -> None:
         carried: list[_Waiting] = []
@@ -495,8 +548,10 @@ class CommandBus:
             del self._saved_versions[next(iter(self._saved_versions))]
 
     def _settle_alone(self, item: _Waiting) -> None:
+        """A command of a batch whose save raised (it may have committed all the same)."""
         try:
-            _resolve(item.future, self._execute_alone(self._route(item.command), item))
+            route = self._route(item.command)
+            _resolve(item.future, self._execute_alone(route, item, maybe_saved=True))
         except Exception as exc:  # the future carries every failure to the caller
             _fail(item.future, exc)
 
@@ -509,9 +564,21 @@ def _resolve(future: Future[CommandResult], result: CommandResult) -> None:
 
 
 def _fail(future: Future[CommandResult], error: BaseException) -> None:
+    """Fail the future unless it is done; a store failure reaches the caller as
+    ``StoreUnavailable`` (every path that fails a command so has applied nothing)."""
+    if isinstance(error, STORE_ERRORS):
+        unavailable = _unavailable(error)
+        unavailable.__cause__ = error
+        error = unavailable
     if not future.done():
         with contextlib.suppress(InvalidStateError):
             future.set_exception(error)
+
+
+def _unavailable(error: BaseException) -> StoreUnavailable:
+    return StoreUnavailable(
+        f"the event store is unavailable ({type(error).__name__}); the command was not applied"
+    )
 
 
 def _recorder(app: ContextApplication) -> IdempotentRecorder:

@@ -79,3 +79,15 @@ class CommandDeadlineExceeded(CommandError, TimeoutError):
     def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class StoreUnavailable(CommandError, ConnectionError):
+    """The event store could not be reached (down, restarting, its connections cut) and the
+    command was not applied: retry after ``retry_after_s`` seconds. A ``ConnectionError``, so
+    consumers treat it as transient."""
+
+    code = "store_unavailable"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -21,9 +21,16 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError, InternalError, StoredEvent
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+    StoredEvent,
+)
 from eventsourcing.popo import POPOApplicationRecorder, POPOFactory
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
+from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier, Literal
@@ -141,7 +148,10 @@ class IdempotentPostgresRecorder(PostgresApplicationRecorder, IdempotentRecorder
             )
         super()._insert_events(curs, stored_events, **kwargs)
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def find_outcome(self, key: str) -> StoredOutcome | None:
+        """Retried like the library's own reads: after a server restart the pool still holds
+        dead connections, each of which fails once before it is replaced."""
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self._select_outcome, (key,), prepare=True)
             row = curs.fetchone()

@@ -109,3 +109,21 @@ def test_every_response_carries_the_security_headers(client: TestClient) -> None
     policy = docs.headers["content-security-policy"]
     assert "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net" in policy
     assert docs.headers["x-content-type-options"] == "nosniff"
+
+
+def test_an_unavailable_event_store_is_a_503_problem_to_retry() -> None:
+    from api.errors import EXCEPTION_HANDLERS
+    from commands.errors import StoreUnavailable
+
+    error = StoreUnavailable("the event store is unavailable; the command was not applied")
+    handler = next(EXCEPTION_HANDLERS[k] for k in type(error).__mro__ if k in EXCEPTION_HANDLERS)
+    response = handler(None, error)  # type: ignore[arg-type]
+    assert (response.status_code, response.media_type, response.headers["Retry-After"]) == (
+        503,
+        "application/problem+json",
+        "1",
+    )
+    assert (response.content["code"], response.content["detail"]) == (
+        "store_unavailable",
+        str(error),
+    )

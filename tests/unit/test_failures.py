@@ -10,7 +10,7 @@ from confluent_kafka import KafkaError, KafkaException
 from eventsourcing import persistence
 from opensearchpy import exceptions as os_errors
 
-from commands.errors import VersionConflict
+from commands.errors import StoreUnavailable, VersionConflict
 from commands.payments.port import PaymentProviderUnavailable
 from pipelines.media_worker import RenderFailed
 from stream.consumer import UndecodableMessage
@@ -54,6 +54,7 @@ TRANSIENT = [
     KafkaException(KafkaError(KafkaError._ALL_BROKERS_DOWN)),
     PublishError("3 message(s) unacknowledged"),
     PaymentProviderUnavailable("Stripe is unavailable", retry_after_s=5),
+    StoreUnavailable("the event store is unavailable; the command was not applied"),
     _wrapped(redis.ConnectionError("refused")),
 ]
 

@@ -10,7 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from uuid import UUID
 
+import psycopg
 import pytest
+from eventsourcing import persistence
 from eventsourcing.persistence import IntegrityError
 
 from commands import bus as bus_module
@@ -24,6 +26,7 @@ from commands.errors import (
     CommandDeadlineExceeded,
     IdempotencyKeyReused,
     ProductUnavailable,
+    StoreUnavailable,
     VersionConflict,
 )
 from commands.routes import ROUTES
@@ -508,3 +511,101 @@ def test_an_icon_published_after_its_cached_copy_is_sold_to_a_read_that_skips_th
         m.AddToCart(cart_id=cart_id, product_kind="icon", product_id=icon_id), customer
     )
     assert (added.aggregate_id, added.version) == (cart_id, 2)
+
+
+def _failing(calls: int, error: Exception, real: Any) -> Any:
+    """``real``, raising ``error`` on each of its first ``calls`` calls (a store restarting)."""
+    left = {"n": calls}
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if left["n"] > 0:
+            left["n"] -= 1
+            raise error
+        return real(*args, **kwargs)
+
+    return call
+
+
+def _stored_versions(apps: Applications, aggregate_id: UUID) -> list[tuple[int, int]]:
+    return [
+        (n.originator_version, n.id)
+        for n in apps.catalog.recorder.select_notifications(start=None, limit=100)
+        if n.originator_id == aggregate_id
+    ]
+
+
+def test_a_commit_whose_ack_was_lost_to_a_store_failure_is_answered_once_the_store_answers(
+    bus: CommandBus, apps: Applications, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The library gave up retrying a commit that had happened (the server was restarting) and
+    the first lookups of the command's internal key fail too: the bus waits for the store and
+    answers the stored result, without applying the command again and without failing it."""
+    family = bus.execute(m.CreateFamily(name="A"), ctx("alice", "contributor"))
+    recorder = apps.catalog.recorder
+    real_insert = recorder.insert_events
+    restarting = persistence.OperationalError("server closed the connection unexpectedly")
+
+    def commit_then_lose_the_ack(stored_events: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(recorder, "insert_events", real_insert)
+        monkeypatch.setattr(
+            recorder, "find_outcome", _failing(3, restarting, recorder.find_outcome)
+        )
+        real_insert(stored_events, **kwargs)
+        raise restarting
+
+    monkeypatch.setattr(recorder, "insert_events", commit_then_lose_the_ack)
+    updated = bus.execute(
+        m.UpdateFamily(family_id=family.aggregate_id, name="B"), ctx("alice", "contributor")
+    )
+    assert _stored_versions(apps, family.aggregate_id) == [(1, 1), (2, 2)]
+    assert (updated.version, updated.position) == (2, 2)
+
+
+def test_a_save_refused_while_the_store_restarts_is_saved_once_it_answers(
+    bus: CommandBus, apps: Applications, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorder = apps.catalog.recorder
+    down = persistence.OperationalError("the database system is starting up")
+    monkeypatch.setattr(recorder, "insert_events", _failing(3, down, recorder.insert_events))
+    created = bus.execute(m.CreateFamily(name="A"), ctx("alice", "contributor"))
+    assert _stored_versions(apps, created.aggregate_id) == [(1, 1)]
+
+
+@pytest.mark.parametrize("group_commit", [False, True], ids=["direct", "group-commit"])
+def test_a_store_down_past_the_deadline_fails_unapplied_or_unknown_never_as_a_raw_error(
+    apps: Applications, monkeypatch: pytest.MonkeyPatch, group_commit: bool
+) -> None:
+    """Down before anything was saved: 503 store_unavailable, not applied. Down after a save
+    raised (it may have committed) and every lookup since failed: the unknown outcome,
+    command_timeout. Both within two deadlines; the writer is fine afterwards."""
+    bus = CommandBus(apps, ROUTES, group_commit=group_commit, deadline_s=0.4)
+    recorder = apps.catalog.recorder
+    down = psycopg.OperationalError("connection refused")
+    real_get, real_find = apps.catalog.repository.get, recorder.find_outcome
+    family = bus.execute(m.CreateFamily(name="A"), ctx("alice", "contributor"))
+    try:
+        monkeypatch.setattr(apps.catalog.repository, "get", _failing(10**6, down, real_get))
+        began = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="not applied") as unavailable:
+            bus.execute(m.UpdateFamily(family_id=family.aggregate_id, name="B"), ctx("alice"))
+        assert (unavailable.value.code, unavailable.value.retry_after_s) == (
+            "store_unavailable",
+            1,
+        )
+        assert unavailable.value.__cause__ is down
+        monkeypatch.setattr(apps.catalog.repository, "get", real_get)
+
+        def the_save_raises_and_the_store_stays_down(*args: Any, **kwargs: Any) -> Any:
+            monkeypatch.setattr(recorder, "find_outcome", _failing(10**6, down, real_find))
+            raise down
+
+        monkeypatch.setattr(recorder, "insert_events", the_save_raises_and_the_store_stays_down)
+        with pytest.raises(CommandDeadlineExceeded, match="outcome is unknown"):
+            bus.execute(m.CreateFamily(name="C"), ctx("alice", "contributor"))
+        assert time.monotonic() - began < 2 * 0.4 + 0.4 + 0.5
+    finally:
+        monkeypatch.undo()
+    assert _log_size(apps) == 1
+    assert bus.execute(m.CreateFamily(name="D"), ctx("alice", "contributor")).position == 2
+    assert all(w.healthy for w in bus.health())
+    bus.close()
