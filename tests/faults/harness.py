@@ -1,15 +1,22 @@
 """What the fault tests share: a stack service frozen with SIGSTOP (always resumed), a relay in a
-thread, a throwaway event store, and exact reads of what reached a topic."""
+thread, a throwaway event store, a private PostgreSQL cluster to restart, and exact reads of what
+reached a topic."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
+import shlex
+import shutil
 import signal
+import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import REGISTRY
@@ -18,7 +25,8 @@ from infra.audit.scratch import scratch_database
 from infra.bootstrap import Container, bootstrap
 from infra.settings import Settings
 from infra.stack import manager
-from infra.stack.base import StackContext
+from infra.stack.base import StackContext, StackError, run_as_service_user
+from infra.stack.postgres import BIN, Postgres
 from stream.relay import Relay
 
 Partition = tuple[str, int]
@@ -87,6 +95,96 @@ def scratch_container(settings: Settings, prefix: str) -> Iterator[Container]:
             yield built
         finally:
             built.close()
+
+
+@dataclass(frozen=True)
+class PrivateCluster:
+    """A PostgreSQL cluster of one test's own, run by the stack's binaries as the stack's user;
+    ``settings`` point at it. Restarting it disturbs nobody else's tests."""
+
+    settings: Settings
+    context: StackContext
+
+    @property
+    def data_dir(self) -> Path:
+        return Postgres().data_dir(self.context)
+
+    @property
+    def log_file(self) -> Path:
+        return Postgres().log_file(self.context)
+
+    def pg_ctl(self, *args: str) -> str:
+        """``pg_ctl -D <data> *args`` as the account the stack runs PostgreSQL as."""
+        return run_as_service_user(
+            self.context, [str(BIN / "pg_ctl"), "-D", str(self.data_dir), *args]
+        )
+
+    def postmaster_pid(self) -> int:
+        return int((self.data_dir / "postmaster.pid").read_text().split()[0])
+
+    def execute(self, statement: str) -> list[tuple[Any, ...]]:
+        """One statement (autocommit, as the cluster's superuser); its rows, if any."""
+        import psycopg
+
+        with psycopg.connect(self.settings.postgres_dsn, autocommit=True) as conn:
+            cursor = conn.execute(statement)  # type: ignore[call-overload]
+            return list(cursor.fetchall()) if cursor.description else []
+
+    def withhold_opted_in_acknowledgements(self) -> None:
+        """Make the server's ``synchronous_commit`` ``local`` and name a synchronous standby that
+        does not exist: a transaction that sets ``synchronous_commit`` to ``on`` is then flushed
+        to disk but its COMMIT is never answered. A kill meanwhile loses the acknowledgement of
+        a commit that happened: the ambiguous commit, for certain rather than by luck. Kept by
+        a restart (``postgresql.auto.conf``), harmless to transactions that do not opt in."""
+        self.execute("ALTER SYSTEM SET synchronous_standby_names = 'fault_test_no_such_standby'")
+        self.execute("ALTER SYSTEM SET synchronous_commit = 'local'")
+        self.execute("SELECT pg_reload_conf()")
+
+    def withheld(self) -> list[str]:
+        """The transaction ids (xmin of what they wrote) of commits waiting for the standby."""
+        rows = self.execute(
+            "SELECT backend_xid::text FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
+        )
+        return [row[0] for row in rows]
+
+    def restart_immediate(self) -> None:
+        """``pg_ctl restart -m immediate``: every backend is killed mid-statement (no
+        checkpoint, crash recovery on start); returns once the new server accepts connections.
+        The new server logs to the file (its output must not hold pg_ctl's pipe open)."""
+        self.pg_ctl("restart", "-m", "immediate", "-w", "-t", "60", "-l", str(self.log_file))
+
+
+def free_port() -> int:
+    """A loopback port free at this moment (the caller binds it right away)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@contextlib.contextmanager
+def private_postgres(settings: Settings) -> Iterator[PrivateCluster]:
+    """A fresh cluster (initdb into a temporary dir, a free loopback port) started with the
+    stack's own server options, with the app's database created; always stopped and removed."""
+    root = Path(tempfile.mkdtemp(prefix="iconmarket-pg-"))
+    own = dataclasses.replace(settings, postgres_port=free_port(), state_dir=str(root))
+    context = StackContext.from_settings(own)
+    service = Postgres()
+    cluster = PrivateCluster(own, context)
+    try:
+        context.own(root)
+        service.prepare(context)
+        options = service.command(context)[3:]  # past "postgres -D <data>"
+        cluster.pg_ctl(
+            "start", "-w", "-t", "60", "-l", str(cluster.log_file), "-o", shlex.join(options)
+        )
+        service.after_ready(context)
+        yield cluster
+    finally:
+        if (cluster.data_dir / "postmaster.pid").exists():
+            with contextlib.suppress(StackError):
+                cluster.pg_ctl("stop", "-m", "immediate", "-w", "-t", "60")
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def sample(name: str, **labels: str) -> float:
