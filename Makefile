@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ICONMARKET := $(BIN)/iconmarket
+# A local checkout runs in dev mode (public development secrets, loopback only); the test target
+# switches to the test stack's own environment (tests/stack.env sets ICONMARKET_ENV=test).
+export ICONMARKET_ENV ?= dev
 
 .PHONY: run test lint typecheck stack-up test-stack-up down bench install clean-state help compose-cli
 

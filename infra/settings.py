@@ -6,8 +6,11 @@ Every field maps to one ``ICONMARKET_*`` variable; its docstring-like ``doc`` is
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import secrets
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +31,13 @@ DEV_STRIPE_WEBHOOK_SECRET = "whsec_test_iconmarket"  # noqa: S105 - public, refu
 """A public signing secret for local development and tests: refused in prod."""
 MAX_CART_TTL_S = 7 * 24 * 3600
 """The longest cart TTL: the cart view keeps a cart a day past it (``CART_VIEW_TTL_S``)."""
-DEV_JWT_SECRET = "dev-only-change-me-0123456789abcdef"  # noqa: S105 - public, refused in prod
-"""The token signing secret of local development and tests: refused in prod."""
+ENVIRONMENTS = ("dev", "test", "prod")
+"""The modes ``ICONMARKET_ENV`` must name: ``dev`` and ``test`` accept the public development
+secrets and serve on loopback only; ``prod`` refuses them. Unset or anything else is refused."""
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+JWT_SECRET_FILE = "jwt-secret"  # noqa: S105 - a file name, not a secret
+"""In dev and test, the token signing secret generated once per install, under the state dir."""
+MIN_JWT_SECRET = 32
 
 
 def _setting(default: Any, doc: str, *, secret: bool = False, group: str = "general") -> Any:
@@ -46,7 +54,13 @@ def _default_cache_dir() -> str:
 class Settings:
     """Everything iconmarket reads from its environment."""
 
-    env: str = _setting("dev", "Deployment name: dev, test or prod. Shown in logs and /health.")
+    env: str = _setting(
+        "",
+        "Mode: dev, test or prod (required; unset or another value is refused). dev and test "
+        "(what `make run` and `make test` set) accept the public development secrets, serve on "
+        "loopback only and sign tokens with a secret generated once per install under the state "
+        "dir; prod requires real secrets.",
+    )
     log_level: str = _setting("INFO", "Log level of the JSON logs (DEBUG, INFO, WARNING, ERROR).")
 
     api_host: str = _setting("127.0.0.1", "Address the HTTP API binds to.", group="api")
@@ -84,9 +98,10 @@ class Settings:
         1_209_600, "Lifetime of a refresh token in seconds (14 days).", group="api"
     )
     jwt_secret: str = _setting(
-        DEV_JWT_SECRET,
-        "HMAC secret that signs access and refresh tokens. Required when ICONMARKET_ENV=prod "
-        "(the default is refused); use a long random value.",
+        "",
+        "HMAC secret that signs access and refresh tokens, at least 32 characters; use a long "
+        "random value. Required when ICONMARKET_ENV=prod. Unset in dev and test: a random "
+        "secret generated once per install and kept in `<state dir>/jwt-secret`.",
         secret=True,
         group="api",
     )
@@ -339,9 +354,10 @@ class Settings:
     def validate(self) -> None:
         """Refuse settings that would run unsafely: a webhook replay window of 0 or less
         (the ``stripe`` library skips the timestamp check when the tolerance is 0), a cart TTL
-        the cart view would not outlive, a supervisor that would give up before any crash,
-        and, when ``env`` is ``prod``, an empty or default token signing secret, Stripe secret
-        key or webhook signing secret."""
+        the cart view would not outlive, a supervisor that would give up before any crash, a
+        mode other than dev, test or prod, a token signing secret shorter than 32 characters,
+        in dev and test an API bound beyond loopback, and in prod an empty or default Stripe
+        secret key, webhook signing secret or metrics token."""
         if self.stripe_webhook_tolerance_s <= 0:
             raise SettingsError(
                 f"{env_name('stripe_webhook_tolerance_s')}={self.stripe_webhook_tolerance_s} "
@@ -357,12 +373,29 @@ class Settings:
                 f"{env_name('supervisor_max_crashes')}={self.supervisor_max_crashes} must be at "
                 "least 1"
             )
-        if self.env.strip().lower() != "prod":
+        if self.env not in ENVIRONMENTS:
+            raise SettingsError(
+                f"{env_name('env')}={self.env!r} is not a mode: set it to one of "
+                f"{', '.join(ENVIRONMENTS)} (`make run` sets dev, `make test` sets test; prod "
+                "requires real secrets)"
+            )
+        if len(self.jwt_secret.strip()) < MIN_JWT_SECRET:
+            raise SettingsError(
+                f"{env_name('jwt_secret')} must be at least {MIN_JWT_SECRET} characters (in dev "
+                "and test, leave it unset to use the install's generated secret)"
+            )
+        if self.env != "prod":
+            if self.api_host not in LOOPBACK_HOSTS:
+                raise SettingsError(
+                    f"{env_name('api_host')}={self.api_host!r}: ICONMARKET_ENV={self.env} "
+                    "serves on loopback only (its secrets are public); use prod to serve "
+                    "beyond this machine"
+                )
             return
         for name, default in (
-            ("jwt_secret", DEV_JWT_SECRET),
             ("stripe_secret_key", DEV_STRIPE_SECRET_KEY),
             ("stripe_webhook_secret", DEV_STRIPE_WEBHOOK_SECRET),
+            ("metrics_token", ""),
         ):
             if getattr(self, name).strip() in ("", default):
                 raise SettingsError(
@@ -420,14 +453,37 @@ def _convert(raw: str, target: Any, name: str) -> Any:
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Read the settings from ``environ`` (default: the process environment)."""
+    """Read the settings from ``environ`` (default: the process environment). In dev and test
+    an unset token signing secret is the install's own (``install_secret``)."""
     source = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for f in dataclasses.fields(Settings):
         name = env_name(f.name)
         if name in source:
             values[f.name] = _convert(source[name], f.type, name)
+    mode = values.get("env", "")
+    if mode in ENVIRONMENTS and mode != "prod" and not values.get("jwt_secret", "").strip():
+        state = values.get("state_dir", Settings.__dataclass_fields__["state_dir"].default)
+        values["jwt_secret"] = install_secret(Path(state))
     return Settings(**values)
+
+
+def install_secret(state_dir: Path) -> str:
+    """This install's token signing secret in dev and test: made once (random, 0600) and read
+    ever after. Processes starting at once agree: the file appears whole (a hard link of a
+    finished temporary file) or not at all, and the first link wins."""
+    path = state_dir / JWT_SECRET_FILE
+    if not path.exists():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=state_dir, prefix=".jwt-secret-")
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(48))
+            with contextlib.suppress(FileExistsError):  # another process made it first
+                os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
+    return path.read_text().strip()
 
 
 def setting_docs() -> list[dict[str, Any]]:

@@ -18,6 +18,13 @@ from commands.applications import Applications
 from commands.bus import CommandBus
 from commands.results import CommandContext
 
+DEV_ENVIRON = {
+    "ICONMARKET_ENV": "dev",
+    "ICONMARKET_JWT_SECRET": "tests-dev-mode-signing-secret-0123456789",
+}
+"""What `make run` sets (dev mode), with a given signing secret so nothing is read or made: the
+defaults as a local checkout runs them. Add overrides with ``{**DEV_ENVIRON, ...}``."""
+
 
 def ctx(
     actor: str, *roles: str, key: str | None = None, expected: int | None = None

@@ -21,6 +21,7 @@ from infra.stack.manager import SERVICES
 from infra.stack.opensearch import OPENSEARCH_VERSION
 from infra.stack.process import RunAs
 from infra.stack.stripemock import STRIPE_MOCK_VERSION
+from tests.support import DEV_ENVIRON
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 
@@ -80,7 +81,7 @@ def compose() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def native_settings() -> Settings:
     """The defaults, not this process's environment: compose hard-codes the defaults."""
-    return load_settings({})
+    return load_settings(DEV_ENVIRON)
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,12 @@ from litestar.testing import TestClient
 from api.app import create_app
 from infra.bootstrap import bootstrap
 from infra.settings import load_settings
+from tests.support import DEV_ENVIRON
 
 
 @pytest.fixture
 def client() -> Iterator[TestClient]:  # type: ignore[type-arg]
-    app = create_app(bootstrap(load_settings({})))
+    app = create_app(bootstrap(load_settings(DEV_ENVIRON)))
     app.on_startup.clear()  # no client warm-up: these tests touch no service
     with TestClient(app) as test_client:
         yield test_client
@@ -85,7 +86,9 @@ def test_access_log_lines_are_json_with_the_request_id(
 
 
 def test_metrics_behind_a_token_answer_only_a_request_bearing_it() -> None:
-    app = create_app(bootstrap(load_settings({"ICONMARKET_METRICS_TOKEN": "m-token-7"})))
+    app = create_app(
+        bootstrap(load_settings({**DEV_ENVIRON, "ICONMARKET_METRICS_TOKEN": "m-token-7"}))
+    )
     app.on_startup.clear()
     with TestClient(app) as guarded:
         refused = guarded.get("/metrics")

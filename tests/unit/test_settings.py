@@ -1,16 +1,22 @@
 from __future__ import annotations
 
 import dataclasses
+import stat
+from pathlib import Path
 
 import pytest
 
 from infra.cli.config_cmd import generated_files
-from infra.settings import Settings, SettingsError, load_settings, setting_docs
+from infra.settings import Settings, SettingsError, install_secret, load_settings, setting_docs
+
+SECRET = "a-test-signing-secret-of-more-than-32-chars"
+DEV = {"ICONMARKET_ENV": "dev", "ICONMARKET_JWT_SECRET": SECRET}
+"""dev mode with a given secret: no install secret is read or made (no I/O)."""
 
 
-def test_defaults_when_environment_is_empty() -> None:
-    settings = load_settings({})
-    assert settings == Settings()
+def test_defaults_when_only_the_mode_is_set() -> None:
+    settings = load_settings(DEV)
+    assert settings == Settings(env="dev", jwt_secret=SECRET)
     assert settings.postgres_port == 15432
     assert settings.redis_url == "redis://127.0.0.1:16379/0"
 
@@ -18,6 +24,7 @@ def test_defaults_when_environment_is_empty() -> None:
 def test_values_are_converted_to_their_field_types() -> None:
     settings = load_settings(
         {
+            **DEV,
             "ICONMARKET_API_PORT": "9001",
             "ICONMARKET_HEALTH_TIMEOUT_S": "0.5",
             "ICONMARKET_POSTGRES_HOST": "db.internal",
@@ -34,7 +41,7 @@ def test_a_malformed_number_names_the_variable() -> None:
 
 
 def test_secrets_never_appear_in_repr_or_redacted_output() -> None:
-    settings = load_settings({"ICONMARKET_STRIPE_SECRET_KEY": "sk_live_supersecret"})
+    settings = load_settings({**DEV, "ICONMARKET_STRIPE_SECRET_KEY": "sk_live_supersecret"})
     assert "sk_live_supersecret" not in repr(settings)
     assert settings.redacted()["stripe_secret_key"] == "***"
     assert settings.redacted()["api_port"] == 8000
@@ -70,7 +77,9 @@ def test_a_webhook_tolerance_below_one_second_is_refused(env: str, tolerance: st
 
 def test_a_one_second_tolerance_is_accepted() -> None:
     assert (
-        load_settings({"ICONMARKET_STRIPE_WEBHOOK_TOLERANCE_S": "1"}).stripe_webhook_tolerance_s
+        load_settings(
+            {**DEV, "ICONMARKET_STRIPE_WEBHOOK_TOLERANCE_S": "1"}
+        ).stripe_webhook_tolerance_s
         == 1
     )
 
@@ -80,6 +89,8 @@ PROD_SECRETS = {
     "ICONMARKET_JWT_SECRET": "a-long-random-production-secret-0f9e8d7c",
     "ICONMARKET_STRIPE_SECRET_KEY": "sk_live_realkey",
     "ICONMARKET_STRIPE_WEBHOOK_SECRET": "whsec_realsecret",
+    "ICONMARKET_METRICS_TOKEN": "a-real-metrics-token",
+    "ICONMARKET_API_HOST": "0.0.0.0",
 }
 
 
@@ -93,8 +104,8 @@ PROD_SECRETS = {
         ("ICONMARKET_STRIPE_SECRET_KEY", None),
         ("ICONMARKET_STRIPE_SECRET_KEY", "sk_test_123"),
         ("ICONMARKET_STRIPE_SECRET_KEY", ""),
-        ("ICONMARKET_JWT_SECRET", None),
-        ("ICONMARKET_JWT_SECRET", "dev-only-change-me-0123456789abcdef"),
+        ("ICONMARKET_METRICS_TOKEN", None),
+        ("ICONMARKET_METRICS_TOKEN", " "),
     ],
     ids=[
         "webhook-unset",
@@ -104,8 +115,8 @@ PROD_SECRETS = {
         "key-unset",
         "key-default",
         "key-empty",
-        "jwt-unset",
-        "jwt-default",
+        "metrics-unset",
+        "metrics-blank",
     ],
 )
 def test_prod_refuses_empty_or_default_secrets(variable: str, value: str | None) -> None:
@@ -129,7 +140,7 @@ def test_prod_with_real_secrets_loads_and_dev_keeps_the_defaults() -> None:
         "whsec_realsecret",
         "sk_live_realkey",
     )
-    dev = load_settings({"ICONMARKET_ENV": "test"})
+    dev = load_settings({**DEV, "ICONMARKET_ENV": "test"})
     assert (dev.stripe_webhook_secret, dev.stripe_secret_key) == (
         "whsec_test_iconmarket",
         "sk_test_123",
@@ -140,4 +151,53 @@ def test_settings_built_directly_are_validated_too() -> None:
     with pytest.raises(SettingsError):
         Settings(env="PROD")
     with pytest.raises(SettingsError):
-        dataclasses.replace(Settings(), stripe_webhook_tolerance_s=0)
+        dataclasses.replace(Settings(env="dev", jwt_secret=SECRET), stripe_webhook_tolerance_s=0)
+
+
+@pytest.mark.parametrize("mode", [None, "", "production", "PROD", "staging", "Dev"])
+def test_a_mode_other_than_dev_test_or_prod_is_refused(mode: str | None) -> None:
+    environ = dict(PROD_SECRETS)
+    if mode is None:
+        del environ["ICONMARKET_ENV"]
+    else:
+        environ["ICONMARKET_ENV"] = mode
+    with pytest.raises(SettingsError) as raised:
+        load_settings(environ)
+    assert str(raised.value) == (
+        f"ICONMARKET_ENV={mode or ''!r} is not a mode: set it to one of dev, test, prod "
+        "(`make run` sets dev, `make test` sets test; prod requires real secrets)"
+    )
+
+
+def test_prod_refuses_a_missing_or_short_signing_secret() -> None:
+    for secret in (None, "", "short-secret"):
+        environ = dict(PROD_SECRETS)
+        if secret is None:
+            del environ["ICONMARKET_JWT_SECRET"]
+        else:
+            environ["ICONMARKET_JWT_SECRET"] = secret
+        with pytest.raises(SettingsError, match="ICONMARKET_JWT_SECRET must be at least 32"):
+            load_settings(environ)
+
+
+@pytest.mark.parametrize("mode", ["dev", "test"])
+def test_dev_and_test_serve_on_loopback_only(mode: str) -> None:
+    for host in ("127.0.0.1", "::1", "localhost"):
+        assert load_settings({**DEV, "ICONMARKET_ENV": mode, "ICONMARKET_API_HOST": host})
+    with pytest.raises(SettingsError, match="serves on loopback only"):
+        load_settings({**DEV, "ICONMARKET_ENV": mode, "ICONMARKET_API_HOST": "0.0.0.0"})
+
+
+def test_dev_signs_with_a_secret_made_once_per_install(tmp_path: Path) -> None:
+    first, second = tmp_path / "one", tmp_path / "two"
+    a = load_settings({"ICONMARKET_ENV": "dev", "ICONMARKET_STATE_DIR": str(first)})
+    again = load_settings({"ICONMARKET_ENV": "test", "ICONMARKET_STATE_DIR": str(first)})
+    b = load_settings({"ICONMARKET_ENV": "dev", "ICONMARKET_STATE_DIR": str(second)})
+    assert a.jwt_secret == again.jwt_secret == install_secret(first)
+    assert len(a.jwt_secret) == 64
+    assert b.jwt_secret != a.jwt_secret  # never a constant: each install has its own
+    assert stat.S_IMODE((first / "jwt-secret").stat().st_mode) == 0o600
+    assert sorted(p.name for p in first.iterdir()) == ["jwt-secret"]  # no temporary left
+    given = load_settings({**DEV, "ICONMARKET_STATE_DIR": str(tmp_path / "three")})
+    assert given.jwt_secret == SECRET
+    assert not (tmp_path / "three").exists()

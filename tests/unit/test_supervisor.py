@@ -15,7 +15,7 @@ import pytest
 from infra.settings import SettingsError, load_settings
 from infra.supervisor import RestartPolicy, Supervisor, describe_exit, exit_status
 from stream.failures import Backoff
-from tests.support import eventually
+from tests.support import DEV_ENVIRON, eventually
 
 WAITS = "import signal; signal.pause()"  # runs until a signal ends it
 CRASHES = "import sys; sys.exit(3)"
@@ -147,6 +147,7 @@ def test_exits_are_described_and_giving_up_is_never_status_0() -> None:
 def test_the_policy_comes_from_the_settings_and_zero_crashes_is_refused() -> None:
     settings = load_settings(
         {
+            **DEV_ENVIRON,
             "ICONMARKET_SUPERVISOR_MAX_CRASHES": "4",
             "ICONMARKET_SUPERVISOR_CRASH_WINDOW_S": "30",
             "ICONMARKET_SUPERVISOR_RESTART_BACKOFF_S": "0.25",
@@ -155,4 +156,4 @@ def test_the_policy_comes_from_the_settings_and_zero_crashes_is_refused() -> Non
     )
     assert RestartPolicy.from_settings(settings) == RestartPolicy(4, 30.0, Backoff(0.25, 2.0, 2.0))
     with pytest.raises(SettingsError, match="ICONMARKET_SUPERVISOR_MAX_CRASHES=0"):
-        load_settings({"ICONMARKET_SUPERVISOR_MAX_CRASHES": "0"})
+        load_settings({**DEV_ENVIRON, "ICONMARKET_SUPERVISOR_MAX_CRASHES": "0"})

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from infra.settings import REPO_ROOT, Settings, env_name, load_settings
 from tests.stackenv import STACK_ENV, stack_environment
+from tests.support import DEV_ENVIRON
 
 
 def ports(settings: Settings) -> set[int]:
@@ -36,7 +37,7 @@ def test_every_variable_of_the_test_stack_is_a_setting() -> None:
 
 
 def test_the_test_stack_shares_no_port_and_no_state_dir_with_make_run() -> None:
-    run = load_settings({})  # what `make run` uses: the defaults
+    run = load_settings(DEV_ENVIRON)  # what `make run` uses: the defaults in dev mode
     test = load_settings(stack_environment())
     assert len(ports(test)) == 11  # no two services on one port
     assert ports(run).isdisjoint(ports(test))
