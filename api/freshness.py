@@ -14,6 +14,7 @@ commit) do they look again every ``MARK_POLL_S``.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -77,6 +78,8 @@ class Watermark:
     """The asyncio Redis client."""
     recorder: Any
     """The log's application recorder: its datastore answers the marks, its head the rest."""
+    max_waiters: int = 64
+    """How many reads of this process may wait at once (over it: stale at once)."""
 
     @property
     def channel(self) -> str:
@@ -120,7 +123,30 @@ CATALOG = ("catalog", "catalog")
 
 def watermark(container: Any, projection: str, log: str) -> Watermark:
     recorder = container.applications.by_context(log).recorder
-    return Watermark(projection, log, container.redis_async, recorder)
+    bound = container.settings.read_your_writes_max_waiters
+    return Watermark(projection, log, container.redis_async, recorder, bound)
+
+
+class _Waiters:
+    """The reads of this process waiting for a position now (every event loop of it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def enter(self, bound: int) -> bool:
+        with self._lock:
+            if self.count >= bound:
+                return False
+            self.count += 1
+            return True
+
+    def leave(self) -> None:
+        with self._lock:
+            self.count -= 1
+
+
+WAITERS = _Waiters()
 
 
 async def read_fresh(
@@ -136,6 +162,18 @@ async def read_fresh(
     done, _ = await mark.reached(min_position)
     if done:
         return await read()
+    if not WAITERS.enter(mark.max_waiters):  # each waiter holds a connection: refuse, cheaply
+        raise StaleRead(min_position, await mark.position(), 0.0)
+    try:
+        await _wait(mark, min_position, timeout_s)
+    finally:
+        WAITERS.leave()
+    return await read()
+
+
+async def _wait(mark: Watermark, min_position: int, timeout_s: float) -> None:
+    """Until the read model reached ``min_position``, woken by its advance notices; StaleRead
+    after ``timeout_s``."""
     began = time.monotonic()
     pubsub = mark.redis.pubsub()
     await pubsub.subscribe(mark.channel)
@@ -152,4 +190,3 @@ async def read_fresh(
     finally:
         await pubsub.unsubscribe(mark.channel)
         await pubsub.aclose()
-    return await read()

@@ -93,6 +93,12 @@ class Settings:
         "answering 503 stale.",
         group="api",
     )
+    read_your_writes_max_waiters: int = _setting(
+        64,
+        "Most queries one API worker lets wait for a min_position at once (each holds a Redis "
+        "connection while it waits); one more answers 503 stale at once, with Retry-After.",
+        group="api",
+    )
     jwt_access_ttl_s: int = _setting(900, "Lifetime of an access token in seconds.", group="api")
     jwt_refresh_ttl_s: int = _setting(
         1_209_600, "Lifetime of a refresh token in seconds (14 days).", group="api"

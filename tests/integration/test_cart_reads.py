@@ -5,14 +5,18 @@ projecting, gets 503 stale)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import redis.asyncio as redis_async
 from litestar.testing import TestClient
 
 from api.app import create_app
+from api.freshness import CARTS, WAITERS, StaleRead, Watermark, read_fresh, watermark
 from commands import messages as m
 from commands.policy import Actor
 from infra.bootstrap import Container
@@ -58,3 +62,37 @@ def test_ownership_is_checked_before_waiting_for_an_unprojected_cart(
     assert (stranger.status_code, stranger.json()["code"]) == (403, "forbidden")
     assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
     assert (mine.status_code, mine.json()["code"]) == (503, "stale")
+
+
+def test_waits_beyond_the_per_worker_bound_are_answered_stale_at_once(
+    app_container: Container,
+) -> None:
+    """Each waiting read holds a Redis connection, so a worker lets only
+    ``read_your_writes_max_waiters`` wait: with a bound of 3, 3 of 5 concurrent reads wait the
+    whole timeout and 2 are answered stale without waiting."""
+    owner = f"reads-bound-{uuid.uuid4().hex[:8]}"
+    opened = app_container.bus.execute(m.OpenCart(currency="USD"), ctx(owner, "customer"))
+    settings = app_container.settings
+
+    async def read() -> dict[str, Any] | None:
+        return None
+
+    async def attempt(mark: Watermark) -> float:
+        try:
+            await read_fresh(read, mark=mark, min_position=opened.position, timeout_s=0.5)
+        except StaleRead as stale:
+            return stale.waited_s
+        raise AssertionError("a position nothing projected was answered")
+
+    async def all_at_once() -> list[float]:
+        client = redis_async.Redis(host=settings.redis_host, port=settings.redis_port)
+        mark = dataclasses.replace(watermark(app_container, *CARTS), redis=client, max_waiters=3)
+        try:
+            return await asyncio.gather(*(attempt(mark) for _ in range(5)))
+        finally:
+            await client.aclose()
+
+    waited = asyncio.run(all_at_once())
+
+    assert sorted(waited) == [0.0, 0.0, 0.5, 0.5, 0.5]
+    assert WAITERS.count == 0  # every waiter left
