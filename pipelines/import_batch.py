@@ -49,12 +49,18 @@ class ZipImporter:
     ingestion: SvgIngestion
     limits: ZipLimits
 
+    def writable_set(self, set_id: UUID, ctx: CommandContext) -> IconSet:
+        """The set, if ``ctx``'s actor may import icons into it (raises otherwise, writing
+        nothing): the API asks before it reads the zip's first byte."""
+        icon_set = UnitOfWork.read(self.ingestion.apps.catalog, IconSet, set_id)
+        authorize(ctx, Action.ICON_CREATE, "set", icon_set.owner_id)
+        return icon_set
+
     def run(self, set_id: UUID, raw: bytes, ctx: CommandContext) -> ImportOutcome:
         """Import the zip ``raw`` into the set; raises `ZipRefused` (nothing written) if the
         zip as a whole is refused."""
         apps = self.ingestion.apps
-        icon_set = UnitOfWork.read(apps.catalog, IconSet, set_id)
-        authorize(ctx, Action.ICON_CREATE, "set", icon_set.owner_id)
+        icon_set = self.writable_set(set_id, ctx)
         zip_hash = hashlib.sha256(raw).hexdigest()
         request_key = ctx.idempotency_key or ""
         import_id = import_id_for(set_id, zip_hash, request_key)

@@ -89,17 +89,40 @@ def _media_type(request: Req) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-async def _body(request: Req, accepted: frozenset[str]) -> bytes:
-    """The raw body of an ``accepted`` type, or the ``file`` part of a multipart form."""
+# A multipart form's boundaries and part headers around the file, allowed on top of the limit.
+MULTIPART_SLACK = 64 * 1024
+
+
+def _too_large(code: RefusalCode, limit: int) -> MediaRefused:
+    return MediaRefused(code, f"the upload is larger than {limit} bytes")
+
+
+async def _body(
+    request: Req, accepted: frozenset[str], *, limit: int, too_large: RefusalCode
+) -> bytes:
+    """The raw body of an ``accepted`` type, or the ``file`` part of a multipart form, read
+    only up to ``limit`` bytes: a larger declared Content-Length is refused before anything is
+    read, and a body that grows past it while streaming is refused as soon as it does (the
+    ``too_large`` refusal, as the policy check would give)."""
     media_type = _media_type(request)
+    allowed = limit + (MULTIPART_SLACK if media_type == MULTIPART else 0)
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > allowed:
+        raise _too_large(too_large, limit)
     if media_type in accepted:
-        return await request.body()
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > allowed:
+                raise _too_large(too_large, limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
     if media_type == MULTIPART:
         form = await request.form()
         part = form.get("file")
         if not isinstance(part, UploadFile):
             raise MediaRefused(RefusalCode.UPLOAD_MISSING, "the form has no 'file' part")
-        return await part.read()
+        return await part.read(allowed + 1)
     raise HTTPException(
         status_code=415,
         detail=f"send {' or '.join(sorted(accepted))} or {MULTIPART} with a 'file' part",
@@ -160,8 +183,15 @@ class IconMediaController(Controller):
         self, request: Req, container: ContainerDep, icon_id: FromPath[UUID]
     ) -> Response[SvgAccepted]:
         ctx = command_context(request, container)
-        raw = await _body(request, SVG_TYPES)
-        stored = await asyncio.to_thread(container.svg_ingestion.upload, icon_id, raw, ctx)
+        ingestion = container.svg_ingestion
+        await asyncio.to_thread(ingestion.editable_icon, icon_id, ctx)  # before any byte is read
+        raw = await _body(
+            request,
+            SVG_TYPES,
+            limit=ingestion.limits.max_bytes,
+            too_large=RefusalCode.SVG_TOO_LARGE,
+        )
+        stored = await asyncio.to_thread(ingestion.upload, icon_id, raw, ctx)
         return _accepted(stored, 202)
 
     @post(
@@ -230,10 +260,12 @@ class ImportController(Controller):
         self, request: Req, container: ContainerDep, set_id: FromPath[UUID]
     ) -> Response[ImportReport]:
         ctx = command_context(request, container)
-        raw = await _body(request, ZIP_TYPES)
-        outcome: ImportOutcome = await asyncio.to_thread(
-            container.zip_importer.run, set_id, raw, ctx
+        importer = container.zip_importer
+        await asyncio.to_thread(importer.writable_set, set_id, ctx)  # before any byte is read
+        raw = await _body(
+            request, ZIP_TYPES, limit=importer.limits.max_bytes, too_large=RefusalCode.ZIP_TOO_LARGE
         )
+        outcome: ImportOutcome = await asyncio.to_thread(importer.run, set_id, raw, ctx)
         return Response(
             _report(outcome.report, outcome.result.position),
             status_code=200 if outcome.replayed else 201,

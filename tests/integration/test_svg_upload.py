@@ -356,3 +356,60 @@ def test_unknown_icons_anonymous_callers_and_customers_are_refused(
     assert (unknown.status_code, unknown.json()["code"]) == (404, "not_found")
     assert (anonymous.status_code, anonymous.json()["code"]) == (401, "unauthenticated")
     assert (shopper.status_code, shopper.json()["code"]) == (403, "forbidden")
+
+
+class CountedBody:
+    """A streamed request body of ``chunks`` of 64 KiB each that counts how many chunks the server
+    pulled: 0 means it refused before reading a byte."""
+
+    def __init__(self, chunks: int) -> None:
+        self.chunks = chunks
+        self.pulled = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for _ in range(self.chunks):
+            self.pulled += 1
+            yield b" " * 65_536
+
+
+def test_a_non_owner_is_refused_before_a_byte_of_the_body_is_read(
+    client: TestClient,  # type: ignore[type-arg]
+    media_container: Container,
+    owner: dict[str, str],
+) -> None:
+    icon_id = new_icon(client, owner)
+    stranger = auth(media_container, f"contrib-{uuid.uuid4().hex[:8]}", "contributor")
+    body = CountedBody(chunks=64)  # 4 MiB
+
+    response = client.put(
+        f"/v1/icons/{icon_id}/svg",
+        content=body,
+        headers={**stranger, "Content-Type": "image/svg+xml"},
+    )
+
+    assert (response.status_code, response.json()["code"]) == (403, "forbidden")
+    assert body.pulled == 0
+
+
+def test_a_body_past_the_limit_is_refused_from_its_length_or_as_it_streams(
+    client: TestClient,  # type: ignore[type-arg]
+    media_container: Container,
+    owner: dict[str, str],
+) -> None:
+    limit = media_container.settings.svg_max_bytes
+    icon_id = new_icon(client, owner)
+    headers, correlation = traced({**owner, "Content-Type": "image/svg+xml"})
+    heads = log_heads(media_container.applications)
+    keys_before = object_keys(media_container.s3, media_container.settings.s3_bucket_private)
+
+    declared = client.put(f"/v1/icons/{icon_id}/svg", content=b" " * (limit + 1), headers=headers)
+    streamed_body = CountedBody(chunks=64)  # no Content-Length: chunked, 4 MiB
+    streamed = client.put(f"/v1/icons/{icon_id}/svg", content=streamed_body, headers=headers)
+
+    for response in (declared, streamed):
+        assert (response.status_code, response.json()["code"]) == (422, "svg_too_large")
+        assert response.json()["detail"] == f"the upload is larger than {limit} bytes"
+    assert appended_since(media_container.applications, heads, correlation) == []
+    assert object_keys(media_container.s3, media_container.settings.s3_bucket_private) == (
+        keys_before
+    )

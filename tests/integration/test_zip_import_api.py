@@ -264,3 +264,29 @@ def test_every_malicious_zip_is_refused_whole_and_nothing_is_written(
     assert response.json()["code"] == row["code"]
     assert appended_since(apps, heads, correlation) == []
     assert object_keys(media_container.s3, bucket) == keys
+
+
+def test_a_strangers_zip_is_refused_before_it_is_read_and_an_oversized_one_from_its_length(
+    client: TestClient,  # type: ignore[type-arg]
+    media_container: Container,
+    owner: dict[str, str],
+) -> None:
+    set_id = new_set(client, owner)
+    limit = media_container.settings.zip_max_bytes
+    stranger = auth(media_container, f"other-{uuid.uuid4().hex[:8]}", "contributor")
+    oversized = b"\0" * (limit + 1)
+
+    theirs = client.post(
+        f"/v1/sets/{set_id}/imports",
+        content=oversized,
+        headers={**stranger, "Content-Type": "application/zip"},
+    )
+    mine = client.post(
+        f"/v1/sets/{set_id}/imports",
+        content=oversized,
+        headers={**owner, "Content-Type": "application/zip"},
+    )
+
+    assert (theirs.status_code, theirs.json()["code"]) == (403, "forbidden")
+    assert (mine.status_code, mine.json()["code"]) == (422, "zip_too_large")
+    assert mine.json()["detail"] == f"the upload is larger than {limit} bytes"
