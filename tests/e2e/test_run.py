@@ -12,8 +12,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import httpx
 
@@ -43,20 +44,34 @@ def _wait_for_log(proc: subprocess.Popen[bytes], needle: str, timeout_s: float) 
     raise AssertionError(f"never logged {needle!r}; stderr was:\n{''.join(seen)[-4000:]}")
 
 
+@dataclass
+class RunningApp:
+    """`iconmarket run` as a child of the test: its base URL, its process (the supervisor, whose
+    children are the API and the workers) and every stderr line so far (drained in a thread)."""
+
+    base: str
+    process: subprocess.Popen[bytes]
+    log: list[str]
+
+
 @contextmanager
-def running_app(read_timeout_s: float = 90) -> Iterator[str]:
-    """`iconmarket run --no-stack --no-demo` on a free port; yields its base URL, then stops it
-    with Ctrl-C and checks it exits cleanly. Queries may wait ``read_timeout_s`` for a position,
-    since the projections may first replay the test run's whole history."""
+def app_process(
+    read_timeout_s: float = 90, env: Mapping[str, str] | None = None
+) -> Iterator[RunningApp]:
+    """`iconmarket run --no-stack --no-demo` on a free port, with ``env`` over this process's
+    environment; yields it once the API serves, then stops it with Ctrl-C and checks it exits
+    cleanly. Queries may wait ``read_timeout_s`` for a position, since the projections may first
+    replay the test run's whole history."""
     port = _free_port()
-    env = {
+    child_env = {
         **os.environ,
         "ICONMARKET_API_PORT": str(port),
         "ICONMARKET_READ_YOUR_WRITES_TIMEOUT_S": str(read_timeout_s),
+        **(env or {}),
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "infra.cli", "run", "--no-stack", "--no-demo"],
-        env=env,
+        env=child_env,
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         bufsize=0,
@@ -65,14 +80,21 @@ def running_app(read_timeout_s: float = 90) -> Iterator[str]:
     try:
         seen = _wait_for_log(proc, "Application startup complete", timeout_s=90)
         # Keep draining stderr, so a full pipe never blocks the children's logging, and so a
-        # process that died (which stops every other one) can be named below.
+        # process that died can be named below.
         drain = threading.Thread(target=_drain, args=(proc, seen), daemon=True)
         drain.start()
-        yield f"http://127.0.0.1:{port}"
+        yield RunningApp(f"http://127.0.0.1:{port}", proc, seen)
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=60)
         assert code == 0, f"iconmarket run exited {code}; stderr ended:\n{''.join(seen)[-6000:]}"
+
+
+@contextmanager
+def running_app(read_timeout_s: float = 90) -> Iterator[str]:
+    """`app_process`, yielding only its base URL."""
+    with app_process(read_timeout_s) as app:
+        yield app.base
 
 
 def _drain(proc: subprocess.Popen[bytes], into: list[str]) -> None:
