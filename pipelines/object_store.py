@@ -6,6 +6,8 @@ public previews) with `S3ObjectStore(client, bucket)`.
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -50,9 +52,24 @@ class ObjectStore(Protocol):
         """
         ...
 
-    def presigned_put(self, key: str, *, expires_s: int, content_type: str) -> str:
-        """A URL that lets its holder PUT one object at ``key`` for ``expires_s`` seconds."""
+    def presigned_post(
+        self, key: str, *, expires_s: int, content_type: str, max_bytes: int
+    ) -> PresignedPost:
+        """A form upload that lets its holder store one object of 1 to ``max_bytes`` bytes of
+        ``content_type`` at ``key`` for ``expires_s`` seconds (the store refuses anything else)."""
         ...
+
+    def keys_older_than(self, prefix: str, age_s: float) -> list[str]:
+        """The keys under ``prefix`` last written more than ``age_s`` seconds ago."""
+        ...
+
+
+@dataclass(frozen=True)
+class PresignedPost:
+    """POST a multipart form to ``url`` with ``fields`` first and the file as ``file`` last."""
+
+    url: str
+    fields: dict[str, str]
 
 
 @dataclass
@@ -100,13 +117,27 @@ class S3ObjectStore:
         )
         return url
 
-    def presigned_put(self, key: str, *, expires_s: int, content_type: str) -> str:
-        url: str = self.client.generate_presigned_url(
-            "put_object",
-            Params={"Bucket": self.bucket, "Key": key, "ContentType": content_type},
+    def presigned_post(
+        self, key: str, *, expires_s: int, content_type: str, max_bytes: int
+    ) -> PresignedPost:
+        signed = self.client.generate_presigned_post(
+            Bucket=self.bucket,
+            Key=key,
+            Fields={"Content-Type": content_type},
+            Conditions=[{"Content-Type": content_type}, ["content-length-range", 1, max_bytes]],
             ExpiresIn=expires_s,
         )
-        return url
+        return PresignedPost(str(signed["url"]), {k: str(v) for k, v in signed["fields"].items()})
+
+    def keys_older_than(self, prefix: str, age_s: float) -> list[str]:
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=age_s)
+        old: list[str] = []
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
+        for page in pages:
+            old.extend(o["Key"] for o in page.get("Contents", []) if o["LastModified"] < cutoff)
+        return old
 
 
 @dataclass
@@ -115,9 +146,12 @@ class MemoryObjectStore:
 
     bucket: str = "memory"
     objects: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    written: dict[str, float] = field(default_factory=dict)
+    """When each key was last written (``time.time()``), for ``keys_older_than``."""
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str) -> None:
         self.objects[key] = (bytes(data), content_type)
+        self.written[key] = time.time()
 
     def get_bytes(self, key: str, *, max_bytes: int | None = None) -> bytes:
         try:
@@ -131,13 +165,23 @@ class MemoryObjectStore:
 
     def delete(self, key: str) -> None:
         self.objects.pop(key, None)
+        self.written.pop(key, None)
 
     def presigned_get(self, key: str, *, expires_s: int, filename: str | None = None) -> str:
         suffix = "" if filename is None else f"&filename={quote(filename)}"
         return f"memory://{self.bucket}/{quote(key)}?method=GET&expires={expires_s}{suffix}"
 
-    def presigned_put(self, key: str, *, expires_s: int, content_type: str) -> str:
-        return f"memory://{self.bucket}/{quote(key)}?method=PUT&expires={expires_s}"
+    def presigned_post(
+        self, key: str, *, expires_s: int, content_type: str, max_bytes: int
+    ) -> PresignedPost:
+        url = f"memory://{self.bucket}?method=POST&expires={expires_s}&max_bytes={max_bytes}"
+        return PresignedPost(url, {"key": key, "Content-Type": content_type})
+
+    def keys_older_than(self, prefix: str, age_s: float) -> list[str]:
+        now = time.time()
+        return [
+            k for k in self.objects if k.startswith(prefix) and now - self.written[k] > age_s
+        ]
 
 
 def _attachment(filename: str) -> str:

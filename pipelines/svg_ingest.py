@@ -45,11 +45,14 @@ def original_message(svg: SanitisedSvg) -> m.SvgOriginal:
 
 @dataclass(frozen=True)
 class PresignedUpload:
-    """Where a client PUTs a large SVG, and the id to complete the upload with."""
+    """Where a client POSTs a large SVG (a form: ``fields``, then the file), at most
+    ``max_bytes`` of it, and the id to complete the upload with."""
 
     upload_id: str
     url: str
+    fields: dict[str, str]
     expires_in_s: int
+    max_bytes: int
     content_type: str = SVG_MEDIA_TYPE
 
 
@@ -61,9 +64,12 @@ class StoredSvg:
     svg: SanitisedSvg
 
 
+STAGING_PREFIX = "incoming/"
+
+
 def incoming_key(icon_id: UUID, upload_id: str) -> str:
     """The private staging key of a presigned upload (deleted once it is completed)."""
-    return f"incoming/{icon_id}/{upload_id}.svg"
+    return f"{STAGING_PREFIX}{icon_id}/{upload_id}.svg"
 
 
 @dataclass
@@ -84,15 +90,28 @@ class SvgIngestion:
         return StoredSvg(self.record(icon, svg, ctx), svg)
 
     def presign(self, icon_id: UUID, ctx: CommandContext) -> PresignedUpload:
-        """A presigned PUT to a private staging key; complete it with `complete`."""
+        """A presigned form upload to a private staging key, which the object store takes only
+        up to the SVG size limit; complete it with `complete`. A staged object never completed
+        is removed by `sweep_staged` once its URL has expired."""
         self.editable_icon(icon_id, ctx)
         upload_id = uuid.uuid4().hex
-        url = self.store.presigned_put(
+        post = self.store.presigned_post(
             incoming_key(icon_id, upload_id),
             expires_s=self.upload_url_ttl_s,
             content_type=SVG_MEDIA_TYPE,
+            max_bytes=self.limits.max_bytes,
         )
-        return PresignedUpload(upload_id, url, self.upload_url_ttl_s)
+        return PresignedUpload(
+            upload_id, post.url, post.fields, self.upload_url_ttl_s, self.limits.max_bytes
+        )
+
+    def sweep_staged(self, grace_s: float = 60.0) -> int:
+        """Delete every staged upload older than its URL's lifetime plus ``grace_s`` (one that
+        was never completed: `complete` deletes its own). Returns how many were deleted."""
+        stale = self.store.keys_older_than(STAGING_PREFIX, self.upload_url_ttl_s + grace_s)
+        for key in stale:
+            self.store.delete(key)
+        return len(stale)
 
     def complete(self, icon_id: UUID, upload_id: str, ctx: CommandContext) -> StoredSvg:
         """Sanitise the staged object exactly like a direct upload, then drop the staged copy."""

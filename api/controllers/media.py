@@ -51,13 +51,16 @@ class SvgAccepted(msgspec.Struct):
 
 
 class UploadTicket(msgspec.Struct):
-    """PUT the SVG to ``url`` (with ``Content-Type: image/svg+xml``) within ``expires_in_s``,
-    then POST ``complete_url``."""
+    """POST a multipart form to ``url`` within ``expires_in_s``: every one of ``fields``, then
+    the SVG (at most ``max_bytes``, ``Content-Type: image/svg+xml``) as the ``file`` part; then
+    POST ``complete_url``. The object store refuses a larger or differently typed file."""
 
     upload_id: str
     url: str
     method: str
+    fields: dict[str, str]
     content_type: str
+    max_bytes: int
     expires_in_s: int
     complete_url: str
 
@@ -200,8 +203,10 @@ class IconMediaController(Controller):
         status_code=201,
         summary="Get a presigned URL to upload a large SVG (owner only).",
         description=(
-            "Returns a short-lived presigned PUT URL to a private staging key; after the PUT, "
-            "POST complete_url to sanitise and record it exactly like PUT /svg."
+            "Returns a short-lived presigned form upload (POST url with fields, then the file) "
+            "to a private staging key, limited to the SVG size limit; then POST complete_url to "
+            "sanitise and record it exactly like PUT /svg. A staged file never completed is "
+            "deleted after the URL expires."
         ),
     )
     async def create_upload(
@@ -212,8 +217,10 @@ class IconMediaController(Controller):
         return UploadTicket(
             upload_id=ticket.upload_id,
             url=ticket.url,
-            method="PUT",
+            method="POST",
+            fields=ticket.fields,
             content_type=ticket.content_type,
+            max_bytes=ticket.max_bytes,
             expires_in_s=ticket.expires_in_s,
             complete_url=f"/v1/icons/{icon_id}/svg/uploads/{ticket.upload_id}/complete",
         )

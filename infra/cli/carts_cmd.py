@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import signal
-import threading
 from typing import Any
 
 from rich.console import Console
@@ -14,6 +12,7 @@ from rich.progress import Progress
 
 from infra.bootstrap import Container, bootstrap
 from infra.cart_sweep import SweepReport, live_view, sweep
+from infra.cli.periodic import every
 from infra.logs import configure
 
 log = logging.getLogger("iconmarket.carts")
@@ -69,17 +68,11 @@ def _once(container: Container) -> SweepReport:
 
 
 def _loop(container: Container) -> None:
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     settings = container.settings
-    # The first pass waits one interval, like the payments process: `iconmarket run` starts
-    # every process at once, and a cart cannot go idle for a TTL within one interval.
-    while not stop.wait(settings.cart_sweep_interval_s):
-        try:
-            report = sweep(container.bus, live_view(container.redis), ttl_s=settings.cart_ttl_s)
-        except Exception:  # a store or Redis hiccup must not stop `iconmarket run`: next pass
-            log.exception("cart sweep pass failed")
-        else:
-            if report.expired or report.refused:
-                log.info("idle carts swept", extra=dataclasses.asdict(report))
+
+    def one_pass() -> None:
+        report = sweep(container.bus, live_view(container.redis), ttl_s=settings.cart_ttl_s)
+        if report.expired or report.refused:
+            log.info("idle carts swept", extra=dataclasses.asdict(report))
+
+    every(settings.cart_sweep_interval_s, one_pass, "cart sweep", log)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ from rich.progress import (
 )
 
 from infra.bootstrap import Container, bootstrap
+from infra.cli.periodic import every
 from infra.logs import configure
 from pipelines.derivatives import MediaStores
 from pipelines.media_worker import GROUP_ID, MediaWorker
@@ -30,6 +32,7 @@ from stream.consumer import ConsumerRunner, serve
 from stream.topics import topic_for
 
 WORKER_BATCH = 50
+log = logging.getLogger("iconmarket.media")
 
 
 def register(commands: Any) -> None:
@@ -65,6 +68,16 @@ def register(commands: Any) -> None:
         "--workers", type=int, default=None, metavar="N", help="processes (default: every core)"
     )
     again.set_defaults(handler=_rerender)
+    staged = actions.add_parser(
+        "sweep-staged",
+        help="delete presigned uploads staged but never completed",
+        description="Delete the staged objects (incoming/ in the private bucket) of presigned "
+        "uploads older than their URL's lifetime (ICONMARKET_UPLOAD_URL_TTL_S) plus a minute: "
+        "their URL has expired and nobody completed them. With --loop, repeat every "
+        "ICONMARKET_UPLOAD_URL_TTL_S until SIGTERM or Ctrl-C (a process of `iconmarket run`).",
+    )
+    staged.add_argument("--loop", action="store_true", help="keep sweeping periodically")
+    staged.set_defaults(handler=_sweep_staged)
 
 
 def runners(container: Container) -> list[ConsumerRunner]:
@@ -101,6 +114,27 @@ def _work(_args: argparse.Namespace) -> int:
     configure(container.settings.log_level)
     try:
         serve(runners(container))
+    finally:
+        container.close()
+    return 0
+
+
+def _sweep_staged(args: argparse.Namespace) -> int:
+    container = bootstrap()
+    configure(container.settings.log_level)
+    ingestion = container.svg_ingestion
+
+    def one_pass() -> None:
+        deleted = ingestion.sweep_staged()
+        if deleted:
+            log.info("abandoned staged uploads deleted", extra={"deleted": deleted})
+
+    try:
+        if args.loop:
+            every(container.settings.upload_url_ttl_s, one_pass, "staged upload sweep", log)
+        else:
+            deleted = ingestion.sweep_staged()
+            Console(stderr=True).print(f"sweep-staged: {deleted} staged uploads deleted")
     finally:
         container.close()
     return 0

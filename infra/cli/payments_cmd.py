@@ -6,8 +6,6 @@ import argparse
 import dataclasses
 import datetime as dt
 import logging
-import signal
-import threading
 from typing import Any
 
 from rich.console import Console
@@ -15,6 +13,7 @@ from rich.progress import Progress
 
 from commands.payments.reconcile import PendingTransactions, ReconcileReport, reconcile
 from infra.bootstrap import Container, bootstrap
+from infra.cli.periodic import every
 from infra.logs import configure
 
 log = logging.getLogger("iconmarket.payments")
@@ -83,18 +82,11 @@ def _once(container: Container, pending: PendingTransactions, age: dt.timedelta)
 
 
 def _loop(container: Container, age: dt.timedelta) -> None:
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     pending = PendingTransactions()
-    interval = container.settings.payment_reconcile_interval_s
-    # The first pass waits one interval: the processes `iconmarket run` starts together all
-    # open the event store at once, and attempts younger than the pending timeout need nothing.
-    while not stop.wait(interval):
-        try:
-            report = reconcile(container.bus, container.payment_provider, pending, older_than=age)
-        except Exception:  # a store hiccup must not stop `iconmarket run`: try next pass
-            log.exception("payment reconciliation pass failed")
-        else:
-            if report.checked or report.cancelled or report.late_captures or report.unavailable:
-                log.info("payments reconciled", extra=dataclasses.asdict(report))
+
+    def one_pass() -> None:
+        report = reconcile(container.bus, container.payment_provider, pending, older_than=age)
+        if report.checked or report.cancelled or report.late_captures or report.unavailable:
+            log.info("payments reconciled", extra=dataclasses.asdict(report))
+
+    every(container.settings.payment_reconcile_interval_s, one_pass, "payment reconciliation", log)

@@ -9,7 +9,13 @@ import httpx
 import pytest
 
 from infra.bootstrap import Container
-from pipelines.object_store import MemoryObjectStore, ObjectNotFound, ObjectStore, S3ObjectStore
+from pipelines.object_store import (
+    MemoryObjectStore,
+    ObjectNotFound,
+    ObjectStore,
+    PresignedPost,
+    S3ObjectStore,
+)
 from tests.support import create_scratch_bucket, drop_scratch_bucket
 
 
@@ -57,23 +63,34 @@ def test_a_missing_object_raises_object_not_found(store: ObjectStore) -> None:
         store.get_bytes(key())
 
 
+def post(upload: PresignedPost, data: bytes, content_type: str) -> httpx.Response:
+    """The browser's form upload: every signed field, then the file."""
+    return httpx.post(
+        upload.url, data=upload.fields, files={"file": ("icon.svg", data, content_type)}
+    )
+
+
 def test_presigned_urls_name_the_bucket_and_key(store: ObjectStore) -> None:
     k = key()
-    put_url = store.presigned_put(k, expires_s=60, content_type="image/svg+xml")
+    upload = store.presigned_post(k, expires_s=60, content_type="image/svg+xml", max_bytes=64)
     get_url = store.presigned_get(k, expires_s=60, filename="icon.svg")
-    for url in (put_url, get_url):
-        assert store.bucket in url
-        assert k.split("/")[-1] in url
+    assert store.bucket in upload.url
+    assert upload.fields["key"] == k
+    assert store.bucket in get_url
+    assert k.split("/")[-1] in get_url
 
 
 def test_presigned_urls_work_against_the_real_service(s3_store: S3ObjectStore) -> None:
     k = key()
-    put_url = s3_store.presigned_put(k, expires_s=60, content_type="image/svg+xml")
-    assert httpx.put(
-        put_url, content=b"<svg/>", headers={"Content-Type": "image/svg+xml"}
-    ).is_success
-    unsigned_type = httpx.put(put_url, content=b"<svg/>", headers={"Content-Type": "text/html"})
-    assert unsigned_type.status_code == 403
+    upload = s3_store.presigned_post(k, expires_s=60, content_type="image/svg+xml", max_bytes=64)
+    too_large = post(upload, b"<svg/>" + b" " * 64, "image/svg+xml")
+    assert too_large.status_code == 400  # over the signed size range: nothing stored
+    assert "EntityTooLarge" in too_large.text
+    assert not s3_store.exists(k)
+    retyped = PresignedPost(upload.url, {**upload.fields, "Content-Type": "text/html"})
+    assert post(retyped, b"<svg/>", "text/html").status_code == 403  # not the signed type
+    assert not s3_store.exists(k)
+    assert post(upload, b"<svg/>", "image/svg+xml").status_code == 204
     got = httpx.get(s3_store.presigned_get(k, expires_s=60, filename="my icon.svg"))
     assert got.content == b"<svg/>"
     assert got.headers["content-disposition"].startswith('attachment; filename="myicon.svg"')

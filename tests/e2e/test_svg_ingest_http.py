@@ -64,8 +64,12 @@ def test_uploads_and_a_zip_batch_through_the_running_server(
 
         ticket = client.post(f"/v1/icons/{icon['id']}/svg/uploads").json()
         revised = SVG.replace(b'width="20"', b'width="40"')
-        put = httpx.put(ticket["url"], content=revised, headers={"Content-Type": "image/svg+xml"})
-        assert put.status_code == 200
+        posted = httpx.post(
+            ticket["url"],
+            data=ticket["fields"],
+            files={"file": ("bar.svg", revised, ticket["content_type"])},
+        )
+        assert posted.status_code == 204, posted.text
         completed = client.post(ticket["complete_url"])
         assert completed.status_code == 202, completed.text
         assert (completed.json()["width"], completed.json()["height"]) == (40, 10)

@@ -27,7 +27,7 @@ from domain.icon_set import IconSet
 from infra.bootstrap import Container
 from pipelines.derivatives import MediaStores
 from pipelines.media_worker import MediaWorker
-from pipelines.object_store import ObjectStore
+from pipelines.object_store import ObjectStore, PresignedPost
 from pipelines.previews import Member, PreviewComposer, member_hash, preview_key
 from pipelines.render import RENDERER_VERSION, content_hash, outputs
 from pipelines.rerender import Selection, current_originals, rerender
@@ -79,8 +79,15 @@ class CountingStore:
     def presigned_get(self, key: str, *, expires_s: int, filename: str | None = None) -> str:
         return self.inner.presigned_get(key, expires_s=expires_s, filename=filename)
 
-    def presigned_put(self, key: str, *, expires_s: int, content_type: str) -> str:
-        return self.inner.presigned_put(key, expires_s=expires_s, content_type=content_type)
+    def presigned_post(
+        self, key: str, *, expires_s: int, content_type: str, max_bytes: int
+    ) -> PresignedPost:
+        return self.inner.presigned_post(
+            key, expires_s=expires_s, content_type=content_type, max_bytes=max_bytes
+        )
+
+    def keys_older_than(self, prefix: str, age_s: float) -> list[str]:
+        return self.inner.keys_older_than(prefix, age_s)
 
 
 @pytest.fixture

@@ -97,6 +97,15 @@ def new_icon(client: TestClient, headers: dict[str, str]) -> str:  # type: ignor
     return str(icon["id"])
 
 
+def form_upload(ticket: dict[str, Any], data: bytes) -> httpx.Response:
+    """What a browser does with an upload ticket: POST its fields, then the file."""
+    return httpx.post(
+        ticket["url"],
+        data=ticket["fields"],
+        files={"file": ("icon.svg", data, ticket["content_type"])},
+    )
+
+
 def traced(headers: dict[str, str]) -> tuple[dict[str, str], str]:
     correlation = f"media-{uuid.uuid4().hex}"
     return {**headers, "X-Correlation-ID": correlation}, correlation
@@ -244,10 +253,10 @@ def test_a_presigned_upload_is_sanitised_like_a_direct_one(
     ticket = client.post(f"/v1/icons/{icon_id}/svg/uploads", headers=owner)
     assert ticket.status_code == 201, ticket.text
     body = ticket.json()
-    assert body["method"] == "PUT"
-    assert body["content_type"] == "image/svg+xml"
-    put = httpx.put(body["url"], content=RAW, headers={"Content-Type": "image/svg+xml"})
-    assert put.status_code == 200
+    assert (body["method"], body["content_type"]) == ("POST", "image/svg+xml")
+    assert body["max_bytes"] == media_container.settings.svg_max_bytes
+    assert body["fields"]["key"] == f"incoming/{icon_id}/{body['upload_id']}.svg"
+    assert form_upload(body, RAW).status_code == 204
     apps = media_container.applications
     heads = log_heads(apps)
     headers, correlation = traced(owner)
@@ -276,8 +285,7 @@ def test_a_hostile_presigned_upload_is_refused_and_its_staged_copy_dropped(
     icon_id = new_icon(client, owner)
     body = client.post(f"/v1/icons/{icon_id}/svg/uploads", headers=owner).json()
     hostile = (CORPUS / "script.svg").read_bytes()
-    put = httpx.put(body["url"], content=hostile, headers={"Content-Type": "image/svg+xml"})
-    assert put.status_code == 200
+    assert form_upload(body, hostile).status_code == 204
     store = media_container.private_store
     keys = object_keys(media_container.s3, store.bucket, "originals/")
     apps = media_container.applications
@@ -413,3 +421,27 @@ def test_a_body_past_the_limit_is_refused_from_its_length_or_as_it_streams(
     assert object_keys(media_container.s3, media_container.settings.s3_bucket_private) == (
         keys_before
     )
+
+
+def test_a_presigned_upload_past_the_limit_is_refused_by_the_store_and_stale_ones_are_swept(
+    client: TestClient,  # type: ignore[type-arg]
+    media_container: Container,
+    owner: dict[str, str],
+) -> None:
+    icon_id = new_icon(client, owner)
+    store = media_container.private_store
+    staged = f"incoming/{icon_id}/"
+    ticket = client.post(f"/v1/icons/{icon_id}/svg/uploads", headers=owner).json()
+    too_large = form_upload(ticket, RAW + b" " * ticket["max_bytes"])
+    assert too_large.status_code == 400
+    assert "EntityTooLarge" in too_large.text
+    assert object_keys(media_container.s3, store.bucket, staged) == set()
+
+    abandoned = client.post(f"/v1/icons/{icon_id}/svg/uploads", headers=owner).json()
+    assert form_upload(abandoned, RAW).status_code == 204  # and never completed
+    ingestion = media_container.svg_ingestion
+    assert ingestion.sweep_staged() == 0  # younger than its URL's lifetime: kept
+    assert object_keys(media_container.s3, store.bucket, staged) == {abandoned["fields"]["key"]}
+    expired = dataclasses.replace(ingestion, upload_url_ttl_s=0)
+    assert expired.sweep_staged(grace_s=0) >= 1
+    assert object_keys(media_container.s3, store.bucket, staged) == set()

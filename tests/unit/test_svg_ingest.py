@@ -98,8 +98,10 @@ def test_presigned_uploads_are_completed_from_the_staging_key_and_dropped(
     ingestion, store, icon_id = setup(apps)
     owner = ctx("owner", "contributor")
     ticket = ingestion.presign(icon_id, owner)
-    assert ticket.url.startswith("memory://memory/incoming/")
     staged = incoming_key(icon_id, ticket.upload_id)
+    assert ticket.url.startswith("memory://memory?method=POST")
+    assert ticket.fields == {"key": staged, "Content-Type": "image/svg+xml"}
+    assert ticket.max_bytes == ingestion.limits.max_bytes
     store.put_bytes(staged, SVG, content_type="image/svg+xml")
     done = ingestion.complete(icon_id, ticket.upload_id, owner)
     assert set(store.objects) == {done.svg.key}
