@@ -116,12 +116,17 @@ class Account(TracedAggregate):
         """Replaces the roles; ``by_roles`` are the acting account's roles.
 
         Admins and superadmins may change roles; only a superadmin may grant or revoke admin or
-        superadmin. Setting the current roles again records nothing.
+        superadmin, or block (``denyall``) or unblock an admin or superadmin; and no account
+        may lift its own block, whoever it is. Setting the current roles again records nothing.
         """
         target = _non_empty_roles(new_roles)
         acting = parse_roles(by_roles)
         self._check_may_change_roles(acting)
-        self._check_may_change_privileged(acting, target ^ self.roles)
+        if actor == str(self.id) and Role.DENYALL in self.roles - target:
+            raise Forbidden(
+                ErrorCode.OWN_BLOCK_FORBIDDEN, "an account cannot lift its own block (denyall)"
+            )
+        self._check_may_change_privileged(acting, target ^ self.roles, target | self.roles)
         if target != self.roles:
             self._roles_changed(
                 roles=_sorted_values(target), actor=actor, correlation_id=correlation_id
@@ -140,12 +145,19 @@ class Account(TracedAggregate):
             )
 
     def _check_may_change_privileged(
-        self, acting: frozenset[Role], changed: frozenset[Role]
+        self, acting: frozenset[Role], changed: frozenset[Role], involved: frozenset[Role]
     ) -> None:
-        if changed & PRIVILEGED_ROLES and Role.SUPERADMIN not in acting:
+        if Role.SUPERADMIN in acting:
+            return
+        if changed & PRIVILEGED_ROLES:
             raise Forbidden(
                 ErrorCode.PRIVILEGED_ROLE_CHANGE_FORBIDDEN,
                 "only a superadmin may grant or revoke admin or superadmin",
+            )
+        if Role.DENYALL in changed and involved & PRIVILEGED_ROLES:
+            raise Forbidden(
+                ErrorCode.PRIVILEGED_ROLE_CHANGE_FORBIDDEN,
+                "only a superadmin may block or unblock an admin or superadmin",
             )
 
     @event(RolesChanged)

@@ -50,6 +50,7 @@ class ErrorCode(StrEnum):
     NOT_ENTITLED = "not_entitled"
     ROLES_CHANGE_FORBIDDEN = "roles_change_forbidden"
     PRIVILEGED_ROLE_CHANGE_FORBIDDEN = "privileged_role_change_forbidden"
+    OWN_BLOCK_FORBIDDEN = "own_block_forbidden"
 
 
 class DomainError(Exception):

@@ -125,6 +125,13 @@ ROLE_CHANGES = [
     ({R.CONTRIBUTOR, R.AUDITOR}, {R.CUSTOMER}, {R.CONTRIBUTOR}, "roles_change_forbidden"),
     (set(), {R.CUSTOMER}, {R.CONTRIBUTOR}, "roles_change_forbidden"),
     ({R.AUDITOR}, {R.CUSTOMER}, {R.ADMIN}, "roles_change_forbidden"),
+    # denyall on an admin or superadmin: only a superadmin blocks or unblocks them
+    ({R.SUPERADMIN}, {R.ADMIN}, {R.ADMIN, R.DENYALL}, None),
+    ({R.SUPERADMIN}, {R.SUPERADMIN, R.DENYALL}, {R.SUPERADMIN}, None),
+    ({R.ADMIN}, {R.CONTRIBUTOR, R.DENYALL}, {R.CONTRIBUTOR}, None),
+    ({R.ADMIN}, {R.ADMIN}, {R.ADMIN, R.DENYALL}, "privileged_role_change_forbidden"),
+    ({R.ADMIN}, {R.SUPERADMIN}, {R.SUPERADMIN, R.DENYALL}, "privileged_role_change_forbidden"),
+    ({R.ADMIN}, {R.ADMIN, R.DENYALL}, {R.ADMIN}, "privileged_role_change_forbidden"),
 ]
 
 
@@ -190,3 +197,21 @@ def test_new_roles_must_be_known_and_not_empty(
         code,
         lambda: account.change_roles(new_roles=new_roles, by_roles=[R.SUPERADMIN], **trace),
     )
+
+
+@pytest.mark.parametrize("by_roles", [{R.ADMIN}, {R.SUPERADMIN}])
+def test_no_account_lifts_its_own_block(
+    trace: Trace, rejects: Rejects, by_roles: set[Role]
+) -> None:
+    """An admin blocked a moment ago still holds a token with its old roles: the block is the
+    account's own, so even a superadmin's token cannot lift it for itself."""
+    account = _account(trace, {*by_roles, R.DENYALL})
+    self_trace = {**trace, "actor": str(account.id)}
+
+    rejects(
+        account,
+        Forbidden,
+        "own_block_forbidden",
+        lambda: account.change_roles(new_roles=by_roles, by_roles=by_roles, **self_trace),
+    )
+    assert R.DENYALL in account.roles
