@@ -78,7 +78,6 @@ from tests.support import (
 
 pytestmark = pytest.mark.integration
 
-KINDS = ("relay", "projections", "media", "api", "payments", "carts")
 SESSION_TIMEOUT_S = 6  # the broker's smallest: a killed consumer's partitions move on after it
 WAIT_S = 60.0  # the longest any one wait (restart, catch-up) may take
 COMMAND_DEADLINE_S = 60.0  # a client gives up on a command after retrying it this long
@@ -777,7 +776,7 @@ def test_kill_9_of_each_process_loses_and_duplicates_nothing(
     with app_process(read_timeout_s=WAIT_S, env=APP_ENV) as app:
         with Load(app, container, shop) as load:
             assert eventually(lambda: load.sessions >= 2 and len(load.uploads) >= 2, WAIT_S)
-            for kind in KINDS:
+            for kind in processes(settings):  # every process kind iconmarket run supervises
                 kills.append(kill_and_wait(kind, app, container, load))
         loaded_s = time.monotonic() - began
         assert load.errors == []
