@@ -136,6 +136,7 @@ class Container:
             max_elements=s.svg_max_elements,
             max_depth=s.svg_max_depth,
             max_dimension=s.svg_max_dimension,
+            max_render_cost=s.svg_max_render_cost,
         )
         return SvgIngestion(
             self.applications, self.bus, self.private_store, limits, s.upload_url_ttl_s

@@ -235,6 +235,13 @@ class Settings:
         "Largest declared width, height or viewBox side of an SVG, in px (svg_dimensions).",
         group="ingest",
     )
+    svg_max_render_cost: int = _setting(
+        2_000_000,
+        "Largest estimated render cost an SVG may have, in cost units (svg_too_costly above). "
+        "A unit is about a microsecond of CPU time of the reference renderer for the whole "
+        "derivative set; the model is in docs/media.md.",
+        group="ingest",
+    )
     upload_url_ttl_s: int = _setting(
         900, "Lifetime of a presigned SVG upload URL in seconds.", group="ingest"
     )

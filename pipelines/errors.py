@@ -18,6 +18,7 @@ class RefusalCode(StrEnum):
     SVG_TOO_DEEP = "svg_too_deep"
     SVG_TOO_MANY_ELEMENTS = "svg_too_many_elements"
     SVG_DIMENSIONS = "svg_dimensions"
+    SVG_TOO_COSTLY = "svg_too_costly"
     ZIP_INVALID = "zip_invalid"
     ZIP_TOO_LARGE = "zip_too_large"
     ZIP_TOO_MANY_ENTRIES = "zip_too_many_entries"

@@ -27,13 +27,28 @@ def is_allowed_raster(value: str, *, max_dimension: int) -> bool:
 
     Raises `SvgRefused` (svg_dimensions) for a raster image larger than ``max_dimension``.
     """
+    size = raster_size(value)
+    if size is None:
+        return False
+    width, height = size
+    if width > max_dimension or height > max_dimension:
+        raise SvgRefused(
+            RefusalCode.SVG_DIMENSIONS,
+            f"an embedded image of {width}x{height} px exceeds the limit of {max_dimension}",
+        )
+    return True
+
+
+def raster_size(value: str) -> tuple[int, int] | None:
+    """The pixel size of the raster ``data:`` URI ``value`` (from its header), or None when it
+    is not one; raises `SvgRefused` (svg_dimensions) for a decompression bomb."""
     match = _RASTER_DATA_URI.match(value.strip())
     if match is None:
-        return False
+        return None
     try:
         data = base64.b64decode("".join(match.group(2).split()), validate=True)
     except (binascii.Error, ValueError):
-        return False
+        return None
     expected = _PILLOW_FORMATS[match.group(1).lower()]
     try:
         with Image.open(io.BytesIO(data), formats=[expected]) as image:
@@ -43,10 +58,5 @@ def is_allowed_raster(value: str, *, max_dimension: int) -> bool:
             RefusalCode.SVG_DIMENSIONS, "an embedded image declares too many pixels"
         ) from None
     except (UnidentifiedImageError, OSError, ValueError):
-        return False
-    if width > max_dimension or height > max_dimension:
-        raise SvgRefused(
-            RefusalCode.SVG_DIMENSIONS,
-            f"an embedded image of {width}x{height} px exceeds the limit of {max_dimension}",
-        )
-    return True
+        return None
+    return width, height

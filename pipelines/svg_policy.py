@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from xml.etree.ElementTree import Element
 
 from pipelines.errors import RefusalCode, SvgRefused
+from pipelines.svg_cost import Canvas, estimate_render_cost
 from pipelines.svg_css import (
     check_declarations,
     check_stylesheet,
@@ -27,11 +28,13 @@ from pipelines.svg_css import (
 from pipelines.svg_dimensions import declared_dimensions
 from pipelines.svg_images import is_allowed_raster
 from pipelines.svg_parse import parse_svg_xml
-from pipelines.svg_references import check_references
+from pipelines.svg_references import expand_references
 from pipelines.svg_serialise import SVG_NS, XLINK_NS, SvgNode, serialise
 
 XML_NS = "http://www.w3.org/XML/1998/namespace"
 SVG_MEDIA_TYPE = "image/svg+xml"
+DEFAULT_RENDER_BUDGET = 2_000_000
+"""Cost units (≈ µs of the reference renderer for the whole derivative set): about 2 s."""
 
 
 @dataclass(frozen=True)
@@ -42,16 +45,19 @@ class SvgLimits:
     max_elements: int = 10_000
     max_depth: int = 48
     max_dimension: int = 4096
+    max_render_cost: int = DEFAULT_RENDER_BUDGET
 
 
 @dataclass(frozen=True)
 class SanitisedSvg:
-    """The SVG to store: its bytes, their sha256 (hex) and the recorded pixel dimensions."""
+    """The SVG to store: its bytes, their sha256 (hex), the recorded pixel dimensions and the
+    estimated render cost (`pipelines.svg_cost`, cost units)."""
 
     data: bytes
     content_hash: str
     width: int
     height: int
+    render_cost: int
 
     @property
     def size_bytes(self) -> int:
@@ -171,13 +177,22 @@ def sanitise_svg(raw: bytes, limits: SvgLimits | None = None) -> SanitisedSvg:
             "height": str(dimensions.height),
         }
     )
-    check_references(clean, limits.max_elements)
+    expansion = expand_references(clean, limits.max_elements)
+    canvas = Canvas(dimensions.view_box[2], dimensions.view_box[3])
+    cost = estimate_render_cost(expansion, canvas, cap=limits.max_render_cost)
+    if cost.total > limits.max_render_cost:
+        raise SvgRefused(
+            RefusalCode.SVG_TOO_COSTLY,
+            f"the estimated render cost exceeds the budget of {limits.max_render_cost:,} units "
+            f"({cost.describe()}; docs/media.md, the render cost model)",
+        )
     data = serialise(clean)
     return SanitisedSvg(
         data=data,
         content_hash=hashlib.sha256(data).hexdigest(),
         width=dimensions.width,
         height=dimensions.height,
+        render_cost=cost.total,
     )
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol, Self, TypeVar
 
 from pipelines.errors import RefusalCode, SvgRefused
 from pipelines.svg_serialise import SvgNode
@@ -40,6 +41,18 @@ _MARKER_PROPERTIES = frozenset({"marker", "marker-start", "marker-mid", "marker-
 _NUMBER_OR_COMMAND = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[A-Za-z]")
 
 Dependencies = Callable[[SvgNode], list[SvgNode]]
+
+
+class Summable(Protocol):
+    """What `Expansion.total` adds up: values with ``+`` and ``* int``."""
+
+    def __add__(self, other: Self, /) -> Self: ...
+
+    def __mul__(self, factor: int, /) -> Self: ...
+
+
+W = TypeVar("W", bound=Summable)
+V = TypeVar("V")
 
 
 @dataclass
@@ -120,8 +133,70 @@ def _split(graph: _Graph, refs: Refs) -> tuple[SvgNode | None, SvgNode | None, S
     )
 
 
+@dataclass(frozen=True)
+class Expansion:
+    """What a document renders once its references are followed: the reference graph, the
+    number of elements each node renders (``counts``, by ``id()``, capped at the limit + 1)
+    and the most vertices any element has (markers passed on through an href are drawn at
+    every vertex of whatever they end up on)."""
+
+    root: SvgNode
+    graph: _Graph
+    counts: dict[int, int]
+    most_vertices: int
+
+    def total(
+        self,
+        own: Callable[[SvgNode], W],
+        zero: W,
+        limit: Callable[[W], W],
+        drawn: Callable[[SvgNode, SvgNode], bool],
+    ) -> W:
+        """The sum of ``own(element)`` over every element rendered, following references
+        exactly as the element count does: a referenced subtree counts once per reference, an
+        href target's elements each once more for every inheritable reference passed on, a
+        marker once per vertex. A child counts with its parent only when ``drawn(parent,
+        child)`` (a definition is drawn where it is referenced, not where it stands); ``limit``
+        caps each partial sum (so numbers stay small)."""
+        graph, counts, most_vertices = self.graph, self.counts, self.most_vertices
+
+        def combine(node: SvgNode, total_of: Callable[[SvgNode], W]) -> W:
+            members = graph.groups.get(id(node))
+            if members is not None:
+                return limit(_sum((total_of(member) for member in members), zero))
+            children = (total_of(child) for child in node.children if drawn(node, child))
+            total = own(node) + _sum(children, zero)
+            found = graph.elements.get(id(node))
+            if found is not None:
+                total = total + _sum((total_of(target) for target in found.refs), zero)
+                total = total + _sum((total_of(t) for t in found.markers), zero) * found.vertices
+                passed = zero
+                if found.templates and found.passed is not None:
+                    passed = passed + total_of(found.passed)
+                if found.templates and found.passed_markers is not None:
+                    passed = passed + total_of(found.passed_markers) * most_vertices
+                for target in found.templates:
+                    total = total + total_of(target) + passed * counts[id(target)]
+            return limit(total)
+
+        return _post_order(self.root, graph.dependencies, combine)[id(self.root)]
+
+
+def _sum(values: Iterable[W], zero: W) -> W:
+    total = zero
+    for value in values:
+        total = total + value
+    return total
+
+
 def check_references(root: SvgNode, max_elements: int) -> None:
     """Refuses reference cycles and a rendered size past ``max_elements`` elements."""
+    expand_references(root, max_elements)
+
+
+def expand_references(root: SvgNode, max_elements: int) -> Expansion:
+    """The document's `Expansion`; refuses reference cycles and a rendered size past
+    ``max_elements`` elements (``svg_too_many_elements``)."""
     graph = _Graph(root)
     _collect(root, graph)
     cap = max_elements + 1
@@ -151,6 +226,7 @@ def check_references(root: SvgNode, max_elements: int) -> None:
             RefusalCode.SVG_TOO_MANY_ELEMENTS,
             f"references (<use>, url(#id), href) expand to more than {max_elements} elements",
         )
+    return Expansion(root, graph, sizes, most_vertices)
 
 
 def _collect(root: SvgNode, graph: _Graph) -> None:
@@ -218,11 +294,11 @@ def _vertex_bound(node: SvgNode) -> int:
 def _post_order(
     root: SvgNode,
     dependencies: Dependencies,
-    combine: Callable[[SvgNode, Callable[[SvgNode], int]], int],
-) -> dict[int, int]:
+    combine: Callable[[SvgNode, Callable[[SvgNode], V]], V],
+) -> dict[int, V]:
     """``combine`` of every node reachable from ``root``, dependencies first (iteratively, so
     long chains do not hit the recursion limit); a cycle is refused."""
-    values: dict[int, int] = {}
+    values: dict[int, V] = {}
     on_path: set[int] = set()
     stack: list[tuple[SvgNode, bool]] = [(root, False)]
     while stack:
