@@ -63,15 +63,17 @@ class CartController(Controller):
         async def read() -> dict[str, Any] | None:
             return (await reader.get(str(cart_id)))[1]
 
-        # Ownership first, before any wait: from the view when it has the cart, else from the
-        # event store (a cart not projected yet, or none: 404 at once). Another customer thus
-        # learns nothing from how long the answer takes.
+        # Ownership first, before any wait: from the view when it has the cart's owner, else
+        # from the event store (a cart not projected yet, or kept only as a bare tombstone; no
+        # cart: 404 at once). Another customer thus learns nothing, not even from how long the
+        # answer takes.
         now = await read()
-        if now is None or "owner_id" in now:
-            owner = now["owner_id"] if now else await asyncio.to_thread(_owner, container, cart_id)
-            decision = decide(actor, Action.CART_READ, Resource("cart", owner))
-            if not decision.allowed:
-                raise AccessDenied(decision.reason)
+        owner = now.get("owner_id") if now else None
+        if owner is None:
+            owner = await asyncio.to_thread(_owner, container, cart_id)
+        decision = decide(actor, Action.CART_READ, Resource("cart", owner))
+        if not decision.allowed:
+            raise AccessDenied(decision.reason)
         cart = await read_fresh(
             read,
             mark=watermark(container, *CARTS),

@@ -21,6 +21,9 @@ from commands import messages as m
 from commands.policy import Actor
 from infra.bootstrap import Container
 from infra.settings import Settings
+from projections.cart_view import RedisCartView
+from projections.carts import CartWrite
+from projections.keyspace import live_prefix
 from tests.faults.harness import scratch_container
 from tests.support import ctx
 
@@ -39,8 +42,8 @@ def client(app_container: Container) -> Iterator[TestClient]:  # type: ignore[ty
         yield test_client
 
 
-def _auth(container: Container, actor: str) -> dict[str, str]:
-    token = container.tokens.issue(Actor(actor, frozenset({"customer"}))).access_token
+def _auth(container: Container, actor: str, *roles: str) -> dict[str, str]:
+    token = container.tokens.issue(Actor(actor, frozenset(roles or ("customer",)))).access_token
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -96,3 +99,42 @@ def test_waits_beyond_the_per_worker_bound_are_answered_stale_at_once(
 
     assert sorted(waited) == [0.0, 0.0, 0.5, 0.5, 0.5]
     assert WAITERS.count == 0  # every waiter left
+
+
+def test_a_cart_the_view_keeps_only_as_a_tombstone_is_still_its_owners(
+    client: TestClient,  # type: ignore[type-arg]
+    app_container: Container,
+) -> None:
+    """A cart hash that lapsed before a later event is rebuilt as a bare tombstone (status
+    expired, no owner): the owner is then read from the event store, so only the owner (and
+    administrators) learn that it expired; anyone else is refused as for any other cart."""
+    owner = f"reads-tomb-{uuid.uuid4().hex[:8]}"
+    opened = app_container.bus.execute(m.OpenCart(currency="USD"), ctx(owner, "customer"))
+    redis = app_container.redis
+    view = RedisCartView(redis, prefix=live_prefix(redis, "carts"))
+    cart_id = str(opened.aggregate_id)
+    view.apply([CartWrite(cart_id, 2, opened.position + 1, "clear", {}, "2026-01-01T00:00:00Z")])
+    try:
+        assert view.get(cart_id) is not None
+        assert "owner_id" not in view.get(cart_id)  # type: ignore[operator]
+        answers = {
+            who: client.get(f"/v1/carts/{cart_id}", headers=_auth(app_container, who, *roles))
+            for who, roles in {
+                owner: ("customer",),
+                "reads-stranger": ("customer",),
+                "reads-contributor": ("contributor",),
+                "reads-blocked": ("denyall", "customer"),
+                "reads-admin": ("admin",),
+            }.items()
+        }
+    finally:
+        redis.delete(view.key(cart_id))
+        redis.zrem(view.idle_key(), cart_id)
+
+    assert {who: (r.status_code, r.json()["code"]) for who, r in answers.items()} == {
+        owner: (410, "cart_expired"),
+        "reads-stranger": (403, "forbidden"),
+        "reads-contributor": (403, "forbidden"),
+        "reads-blocked": (403, "forbidden"),
+        "reads-admin": (410, "cart_expired"),
+    }
