@@ -10,11 +10,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from commands import messages as m
-from commands.applications import Applications
+from commands.applications import ContextApplication
 from commands.bus import CommandBus
 from commands.results import CommandContext
 
@@ -124,21 +124,30 @@ class Appended:
     position: int
 
 
-def log_heads(apps: Applications) -> dict[str, int]:
+class EventLogs(Protocol):
+    """The logs to look at: `Applications` (catalog, commerce, identity), or any set of
+    applications (e.g. with the audit log too)."""
+
+    def all(self) -> tuple[ContextApplication, ...]: ...
+
+
+def log_heads(apps: EventLogs) -> dict[str, int]:
     """Each context's last notification id: take it before a call, then ask ``appended_since``."""
     return {app.context: app.recorder.max_notification_id() or 0 for app in apps.all()}
 
 
 def appended_since(
-    apps: Applications,
+    apps: EventLogs,
     heads: dict[str, int],
-    correlation_id: str,
+    correlation_id: str | None,
     watched: set[UUID] | frozenset[UUID] = frozenset(),
 ) -> list[Appended]:
-    """Events after ``heads`` that carry ``correlation_id`` or belong to a ``watched`` aggregate.
+    """Events after ``heads`` that carry ``correlation_id`` or belong to a ``watched`` aggregate;
+    with ``correlation_id`` None, every event after ``heads``.
 
     Filtering by correlation id, not comparing heads, keeps "nothing appended" checks exact while
-    other processes write to the same store.
+    other processes write to the same store; every event after ``heads`` is for a store of the
+    test's own (`tests.faults.harness.scratch_container`), which nobody else writes to.
     """
     page = 500
     found = []
@@ -149,7 +158,8 @@ def appended_since(
             for notification in batch:
                 event = app.mapper.to_domain_event(notification)
                 correlation = getattr(event, "correlation_id", None)
-                if correlation == correlation_id or event.originator_id in watched:
+                wanted = correlation_id is None or correlation == correlation_id
+                if wanted or event.originator_id in watched:
                     found.append(
                         Appended(
                             app.context,
