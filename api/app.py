@@ -22,6 +22,7 @@ from api.controllers.payments import PaymentController, StripeWebhookController
 from api.errors import EXCEPTION_HANDLERS
 from api.health import HealthController, dependencies_for, metrics_controller
 from api.middleware import request_id_middleware
+from api.rate_limits import RateLimits
 from api.security_headers import security_headers_middleware
 from infra.bootstrap import Container, bootstrap
 from infra.logs import configure
@@ -60,7 +61,10 @@ def create_app(container: Container | None = None) -> Litestar:
         exclude=["/metrics"],
     )
 
-    def shutdown() -> None:
+    limits = RateLimits(container.settings, container.tokens)
+
+    async def shutdown() -> None:
+        await limits.close()
         health_pool.shutdown(wait=False, cancel_futures=True)
         container.close()
 
@@ -85,7 +89,7 @@ def create_app(container: Container | None = None) -> Litestar:
             AuditController,
         ],
         dependencies=dependencies_for(container, health_pool),
-        middleware=[prometheus.middleware],
+        middleware=[prometheus.middleware, limits.middleware],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(
             title="iconmarket API",
@@ -95,7 +99,7 @@ def create_app(container: Container | None = None) -> Litestar:
             path="/schema",
             render_plugins=[SwaggerRenderPlugin(), ScalarRenderPlugin(path="/scalar")],
         ),
-        on_startup=[container.warm, _worker_threads, _tune_gc],
+        on_startup=[container.warm, _worker_threads, limits.start, _tune_gc],
         on_shutdown=[shutdown],
         logging_config=None,
         debug=False,

@@ -62,15 +62,31 @@ class TokenService:
             expires_in=self.access_ttl_s,
         )
 
+    def _decode(self, token: str) -> dict[str, Any]:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            self._secret,
+            algorithms=[ALGORITHM],
+            issuer=ISSUER,
+            options={"require": ["exp", "iat", "sub", "typ", "iss"]},
+        )
+        return claims
+
+    def subject(self, authorization: str | None) -> str | None:
+        """The account a valid access token in ``authorization`` (``Bearer <token>``) names,
+        else None. Silent: whoever needs the caller refuses and logs (rate limits only count)."""
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        try:
+            claims = self._decode(token.strip())
+        except jwt.PyJWTError:
+            return None
+        return str(claims["sub"]) if claims.get("typ") == "access" else None
+
     def verify(self, token: str, *, kind: str = "access") -> Actor:
         try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                self._secret,
-                algorithms=[ALGORITHM],
-                issuer=ISSUER,
-                options={"require": ["exp", "iat", "sub", "typ", "iss"]},
-            )
+            claims = self._decode(token)
         except jwt.ExpiredSignatureError:
             raise refused(kind, "the token has expired") from None
         except jwt.PyJWTError as exc:

@@ -17,6 +17,7 @@ from commands.errors import (
     AlreadyExists,
     CommandDeadlineExceeded,
     CommandError,
+    HashingBusy,
     IdempotencyKeyReused,
     ProductUnavailable,
     StoreUnavailable,
@@ -158,7 +159,12 @@ def _store_unavailable(_request: Request[Any, Any, Any], exc: StoreUnavailable) 
     return problem(503, exc.code, exc.message, headers={"Retry-After": str(exc.retry_after_s)})
 
 
+def _hashing_busy(_request: Request[Any, Any, Any], exc: HashingBusy) -> Response[Any]:
+    return problem(503, exc.code, exc.message, headers={"Retry-After": str(exc.retry_after_s)})
+
+
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    HashingBusy: _hashing_busy,
     PaymentProviderUnavailable: _provider_unavailable,
     CommandDeadlineExceeded: _command_timeout,
     StoreUnavailable: _store_unavailable,

@@ -30,6 +30,14 @@ class RegisterBody(msgspec.Struct, forbid_unknown_fields=True):
     )
 
 
+class RegistrationAccepted(msgspec.Struct):
+    """The one answer to every registration that passed validation, whether or not the address
+    had an account: which one it was would tell anyone which addresses are customers here."""
+
+    status: str
+    detail: str
+
+
 class TokenBody(msgspec.Struct, forbid_unknown_fields=True):
     """Either e-mail and password, or a refresh token."""
 

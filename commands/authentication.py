@@ -1,21 +1,19 @@
-"""Checking credentials: part of the write side, since it reads the Account aggregate itself."""
+"""Checking credentials: part of the write side, since it reads the Account aggregate itself.
+The password check itself runs on the hashing threads (`commands.password_hashing`)."""
 
 from __future__ import annotations
 
 from uuid import UUID
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
-
 from commands.applications import Applications
 from commands.errors import AggregateNotFound, Unauthenticated
+from commands.password_hashing import hash_password
 from commands.policy import Actor
 from commands.unit_of_work import UnitOfWork
 from domain.account import Account
 
-_hasher = PasswordHasher()
-# Verified when the e-mail is unknown, so a wrong address costs as long as a wrong password.
-_DUMMY_HASH = _hasher.hash("iconmarket-timing-equaliser")
+# Checked when the e-mail is unknown, so a wrong address costs as long as a wrong password.
+_DUMMY_HASH = hash_password("iconmarket-timing-equaliser")
 _WRONG = "wrong e-mail or password"
 
 
@@ -30,13 +28,20 @@ def _roles(account: Account) -> frozenset[str]:
     return frozenset(str(role) for role in account.roles)
 
 
-def authenticate(apps: Applications, email: str, password: str) -> Actor:
-    account = _account(apps, Account.create_id(email))
-    try:
-        _hasher.verify(account.password_hash if account else _DUMMY_HASH, password)
-    except (VerificationError, InvalidHashError):
-        raise Unauthenticated(_WRONG) from None
-    if account is None:
+def account_for(apps: Applications, email: str) -> Account | None:
+    """The account registered with ``email``, if any."""
+    return _account(apps, Account.create_id(email))
+
+
+def hash_to_check(account: Account | None) -> str:
+    """The hash a login's password is checked against: the account's, or a dummy one of the
+    same cost when there is no such account."""
+    return account.password_hash if account else _DUMMY_HASH
+
+
+def authenticated(account: Account | None, password_matched: bool) -> Actor:
+    """The actor a login names, once its password was checked against `hash_to_check`."""
+    if account is None or not password_matched:
         raise Unauthenticated(_WRONG)
     return Actor(id=str(account.id), roles=_roles(account))
 

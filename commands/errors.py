@@ -91,3 +91,14 @@ class StoreUnavailable(CommandError, ConnectionError):
     def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class HashingBusy(CommandError):
+    """Every password-hashing thread is busy and the queue for them is full: the login or
+    registration was refused at once, nothing was done; retry after ``retry_after_s`` seconds."""
+
+    code = "password_hashing_busy"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

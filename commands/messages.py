@@ -24,9 +24,13 @@ class Money:
 
 @dataclass(frozen=True, kw_only=True)
 class RegisterAccount:
+    """``password_hash``, when given, is ``password`` already hashed (the API hashes on threads
+    of its own, `commands.password_hashing`); else the handler hashes it."""
+
     email: str
     password: str = _secret()
     roles: tuple[str, ...] = ("customer",)
+    password_hash: str = field(default="", repr=False, metadata={"secret": True})
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from api.auth import TokenService
     from commands.applications import Applications
     from commands.bus import CommandBus
+    from commands.password_hashing import PasswordHashing
     from commands.payments.port import PaymentProvider
     from commands.payments.service import PaymentService
     from infra.audit.access import AuditApplication
@@ -224,6 +225,14 @@ class Container:
             s.jwt_secret, access_ttl_s=s.jwt_access_ttl_s, refresh_ttl_s=s.jwt_refresh_ttl_s
         )
 
+    @cached_property
+    def password_hashing(self) -> PasswordHashing:
+        """The bounded threads that hash and check passwords (never the command threads)."""
+        from commands.password_hashing import PasswordHashing
+
+        s = self.settings
+        return PasswordHashing(s.password_hash_workers, s.password_hash_queue)
+
     def kafka_admin(self) -> Any:
         """A new Kafka admin client; the caller closes it."""
         from kafka import KafkaAdminClient
@@ -241,6 +250,9 @@ class Container:
 
     def close(self) -> None:
         self.__dict__.pop("zip_importer", None)
+        hashing = self.__dict__.pop("password_hashing", None)
+        if hashing is not None:
+            hashing.close()
         self.__dict__.pop("svg_ingestion", None)
         bus = self.__dict__.pop("bus", None)
         if bus is not None:

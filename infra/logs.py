@@ -24,6 +24,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
+            "pid": record.process,  # which of several API workers (or other processes) spoke
         }
         request_id = request_id_var.get()
         if request_id:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import ipaddress
 import os
 import secrets
 import tempfile
@@ -15,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from limits import parse_many
 
 PREFIX = "ICONMARKET_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +32,12 @@ DEV_STRIPE_SECRET_KEY = "sk_test_123"  # noqa: S105 - a public development defau
 """stripe-mock's key: refused in prod."""
 DEV_STRIPE_WEBHOOK_SECRET = "whsec_test_iconmarket"  # noqa: S105 - public, refused in prod
 """A public signing secret for local development and tests: refused in prod."""
+RATE_LIMIT_BUDGETS = tuple(
+    f"rate_limit_{budget}_per_{partition}"
+    for budget in ("auth", "commands", "uploads", "reads")
+    for partition in ("ip", "account")
+)
+"""The settings that hold a rate-limit budget (``api/rate_limits.py`` meters them)."""
 MAX_CART_TTL_S = 7 * 24 * 3600
 """The longest cart TTL: the cart view keeps a cart a day past it (``CART_VIEW_TTL_S``)."""
 ENVIRONMENTS = ("dev", "test", "prod")
@@ -340,6 +349,97 @@ class Settings:
         group="supervisor",
     )
 
+    rate_limit_enabled: bool = _setting(
+        True,
+        "Meter requests against the budgets below (false turns every budget off: for "
+        "benchmarks of the service itself, never for a deployment).",
+        group="limits",
+    )
+    rate_limit_fail_open: bool = _setting(
+        True,
+        "What a request gets when Redis, which holds the budgets' counters, does not answer "
+        "within ICONMARKET_RATE_LIMIT_TIMEOUT_S: true serves it unmetered (a warning is logged, "
+        "at most every 10 s per process, and `iconmarket_rate_limiter_unavailable_total` "
+        "counts it); false refuses it with 503 `rate_limiter_unavailable` and Retry-After.",
+        group="limits",
+    )
+    rate_limit_timeout_s: float = _setting(
+        1.0,
+        "Seconds one request's budget check may wait for Redis before Redis counts as down "
+        "(a check takes well under a millisecond when Redis is up; a short bound lets a "
+        "flood on an overloaded process through unmetered when the limiter fails open).",
+        group="limits",
+    )
+    rate_limit_prefix: str = _setting(
+        "ratelimit",
+        "Prefix of the budgets' Redis keys. Every API worker of a deployment must use the same "
+        "one: the workers share budgets through it (the test suite uses one per run).",
+        group="limits",
+    )
+    rate_limit_trusted_proxies: str = _setting(
+        "",
+        "Comma-separated addresses or CIDR networks of the reverse proxies in front of the API. "
+        "A request whose connection comes from one of them is counted against the right-most "
+        "X-Forwarded-For entry that is not a trusted proxy; any other request against its "
+        "connection's address, whatever X-Forwarded-For says. Empty trusts no proxy.",
+        group="limits",
+    )
+    rate_limit_auth_per_ip: str = _setting(
+        "60/minute;600/hour",
+        "Budget of login, registration and password requests (POST, PUT, PATCH, DELETE under "
+        "/v1/auth/) per client address. Every budget is in `limits` notation, `N/second`, "
+        "`N/minute`, `N/hour` or `N/day` (also `N per 10 minutes`), several joined by `;` "
+        "when each must hold (`5/second;30/minute`); windows slide.",
+        group="limits",
+    )
+    rate_limit_auth_per_account: str = _setting(
+        "20/minute",
+        "Budget of login, registration and password requests per account (those that carry a "
+        "valid access token).",
+        group="limits",
+    )
+    rate_limit_commands_per_ip: str = _setting(
+        "1200/minute",
+        "Budget of commands (every other POST, PUT, PATCH and DELETE, except Stripe's webhook) "
+        "per client address.",
+        group="limits",
+    )
+    rate_limit_commands_per_account: str = _setting(
+        "600/minute", "Budget of commands per account.", group="limits"
+    )
+    rate_limit_uploads_per_ip: str = _setting(
+        "300/minute",
+        "Budget of uploads (SVG upload, presigned upload and its completion, zip import) per "
+        "client address.",
+        group="limits",
+    )
+    rate_limit_uploads_per_account: str = _setting(
+        "120/minute", "Budget of uploads per account.", group="limits"
+    )
+    rate_limit_reads_per_ip: str = _setting(
+        "600/minute",
+        "Budget of expensive reads (search, suggest, and any read given `min_position` or "
+        "`X-Min-Position`) per client address; other reads are not metered.",
+        group="limits",
+    )
+    rate_limit_reads_per_account: str = _setting(
+        "300/minute", "Budget of expensive reads per account.", group="limits"
+    )
+    password_hash_workers: int = _setting(
+        2,
+        "Threads of the API process that hash and check passwords (argon2, about 64 MiB of "
+        "memory each while hashing). Logins and registrations use only these, never the "
+        "command threads.",
+        group="limits",
+    )
+    password_hash_queue: int = _setting(
+        8,
+        "Password hashes that may wait for a free hashing thread; a login or registration "
+        "that finds the queue full is refused at once with 503 `password_hashing_busy` and "
+        "Retry-After.",
+        group="limits",
+    )
+
     state_dir: str = _setting(
         str(REPO_ROOT / ".stack"),
         "Local stack: data, logs and pid files of the services (git-ignored).",
@@ -363,6 +463,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         self.validate()
+        self.validate_limits()
 
     def validate(self) -> None:
         """Refuse settings that would run unsafely: a webhook replay window of 0 or less
@@ -415,6 +516,40 @@ class Settings:
                     f"{env_name(name)} must be set to a real secret when ICONMARKET_ENV=prod "
                     "(it is empty or the public development default)"
                 )
+
+    def validate_limits(self) -> None:
+        """Refuse a budget that is not in `limits` notation or allows nothing, a trusted proxy
+        that is not an address or network, and a hashing pool without threads."""
+        for name in RATE_LIMIT_BUDGETS:
+            value = getattr(self, name)
+            try:
+                items = parse_many(value)
+            except ValueError:
+                items = []
+            if not items or any(item.amount < 1 for item in items):
+                raise SettingsError(
+                    f"{env_name(name)}={value!r} is not a budget such as 30/minute or "
+                    "5/second;30/minute"
+                )
+        for entry in self.trusted_proxies():
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise SettingsError(
+                    f"{env_name('rate_limit_trusted_proxies')}: {entry!r} is not an address "
+                    "or CIDR network"
+                ) from None
+        if self.rate_limit_timeout_s <= 0:
+            raise SettingsError(f"{env_name('rate_limit_timeout_s')} must be more than 0")
+        if self.password_hash_workers < 1 or self.password_hash_queue < 0:
+            raise SettingsError(
+                f"{env_name('password_hash_workers')} must be at least 1 and "
+                f"{env_name('password_hash_queue')} at least 0"
+            )
+
+    def trusted_proxies(self) -> list[str]:
+        """The entries of ``rate_limit_trusted_proxies``."""
+        return [part.strip() for part in self.rate_limit_trusted_proxies.split(",") if part.strip()]
 
     @property
     def postgres_dsn(self) -> str:

@@ -10,6 +10,7 @@ it. `make test-stack-up` starts that stack for a `pytest` run by hand."""
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -17,6 +18,9 @@ import pytest
 from tests.stackenv import stack_environment
 
 os.environ.update(stack_environment())
+# Rate-limit budgets of this run's own (and of the processes it starts): runs that share the
+# test stack never draw on each other's budgets.
+os.environ["ICONMARKET_RATE_LIMIT_PREFIX"] = f"ratelimit-test-{uuid.uuid4().hex[:12]}"
 
 from infra.bootstrap import Container, bootstrap
 from infra.settings import Settings, load_settings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 from uuid import UUID
 
@@ -11,11 +12,25 @@ from litestar.params import FromPath, JSONBody
 
 from api.commanding import ANONYMOUS, CommandAccepted, actor_of, dispatch
 from api.controllers.deps import ContainerDep
-from api.schemas import MeResponse, RegisterBody, RolesBody, TokenBody, TokenResponse
+from api.schemas import (
+    MeResponse,
+    RegisterBody,
+    RegistrationAccepted,
+    RolesBody,
+    TokenBody,
+    TokenResponse,
+)
 from commands import messages as m
-from commands.authentication import authenticate, current_roles
-from commands.errors import AccessDenied, Unauthenticated
+from commands.authentication import account_for, authenticated, current_roles, hash_to_check
+from commands.errors import AccessDenied, AlreadyExists, Unauthenticated
+from commands.password_hashing import check_strength
 from commands.policy import Action, Actor, Resource, decide
+
+REGISTRATION_ACCEPTED = RegistrationAccepted(
+    status="accepted",
+    detail="If this address had no account, it has one now; an account it had is unchanged. "
+    "Sign in with POST /v1/auth/token.",
+)
 
 
 class AuthController(Controller):
@@ -25,16 +40,28 @@ class AuthController(Controller):
     @post(
         "/register",
         operation_id="registerAccount",
-        status_code=201,
+        status_code=202,
         summary="Create an account (roles: customer and/or contributor).",
+        description=(
+            "Answers 202 with the same body whether the address was free (the account now "
+            "exists) or already registered (that account is left exactly as it was): the answer "
+            "must not tell anyone which addresses have accounts. Either way the password is "
+            "hashed first, so both take about as long. Sign in with POST /v1/auth/token."
+        ),
     )
     async def register(
         self, request: Request[Any, Any, Any], container: ContainerDep, data: JSONBody[RegisterBody]
-    ) -> Response[CommandAccepted]:
+    ) -> Response[RegistrationAccepted]:
+        check_strength(data.password)
         command = m.RegisterAccount(
-            email=data.email, password=data.password, roles=tuple(data.roles)
+            email=data.email,
+            password=data.password,
+            roles=tuple(data.roles),
+            password_hash=await container.password_hashing.hash(data.password),
         )
-        return await dispatch(request, container, command, status_code=201, actor=ANONYMOUS)
+        with contextlib.suppress(AlreadyExists):
+            await dispatch(request, container, command, actor=ANONYMOUS)
+        return Response(REGISTRATION_ACCEPTED, status_code=202)
 
     @post(
         "/token",
@@ -48,9 +75,10 @@ class AuthController(Controller):
             roles = await asyncio.to_thread(current_roles, container.applications, claimed.id)
             actor = Actor(claimed.id, roles)
         elif data.email is not None and data.password is not None:
-            actor = await asyncio.to_thread(
-                authenticate, container.applications, data.email, data.password
-            )
+            account = await asyncio.to_thread(account_for, container.applications, data.email)
+            hashing = container.password_hashing
+            matched = await hashing.matches(hash_to_check(account), data.password)
+            actor = authenticated(account, matched)
         else:
             raise Unauthenticated("send email and password, or refresh_token")
         pair = container.tokens.issue(actor)

@@ -21,6 +21,7 @@ GROUP_TITLES = {
     "ingest": "Media ingestion (SVG uploads and zip imports)",
     "stripe": "Stripe (payments)",
     "supervisor": "Process supervisor (`iconmarket run`)",
+    "limits": "Rate limits and password hashing",
     "stack": "Local service stack",
 }
 

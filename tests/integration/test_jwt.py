@@ -299,11 +299,22 @@ def test_a_refresh_token_of_no_account_is_refused(
     _unauthenticated(response, REFRESH_REFUSED)
 
 
-def _register(client: TestClient, email: str) -> None:  # type: ignore[type-arg]
-    response = client.post("/v1/auth/register", json={"email": email, "password": PASSWORD})
-    assert response.status_code == 201, response.text
-    body = response.json()
-    assert (body["id"], body["version"]) == (str(Account.create_id(email)), 1)
+REGISTERED = {
+    "status": "accepted",
+    "detail": "If this address had no account, it has one now; an account it had is unchanged. "
+    "Sign in with POST /v1/auth/token.",
+}
+
+
+def _register(
+    client: TestClient,  # type: ignore[type-arg]
+    email: str,
+    password: str = PASSWORD,
+) -> Any:
+    response = client.post("/v1/auth/register", json={"email": email, "password": password})
+    assert response.status_code == 202, response.text
+    assert response.json() == REGISTERED
+    return response
 
 
 def _me(client: TestClient, access_token: str) -> Any:  # type: ignore[type-arg]
@@ -356,6 +367,43 @@ def test_a_refresh_picks_up_changed_roles(
         "id": str(account_id),
         "roles": ["contributor", "customer"],
     }
+
+
+def test_registering_a_known_address_answers_as_a_new_one_and_changes_nothing(
+    client: TestClient,  # type: ignore[type-arg]
+    container: Container,
+) -> None:
+    """Registration is no oracle of who has an account: a taken address gets the very answer a
+    free one gets (status, body, headers but the request id), nothing is appended, and the
+    owner's password and roles stay as they were."""
+    taken, free = _email(), _email()
+    _register(client, taken)
+    correlation_id = f"jwt-{uuid.uuid4().hex}"
+    heads = log_heads(container.applications)
+
+    again = client.post(
+        "/v1/auth/register",
+        json={"email": taken, "password": "an intruder's password", "roles": ["contributor"]},
+        headers={"X-Correlation-ID": correlation_id},
+    )
+    assert (
+        appended_since(container.applications, heads, correlation_id, {Account.create_id(taken)})
+        == []
+    )
+    new = _register(client, free)
+
+    assert (again.status_code, again.json()) == (202, REGISTERED)
+    volatile = {"x-request-id", "date", "ratelimit"}
+    assert {k: v for k, v in again.headers.items() if k not in volatile} == {
+        k: v for k, v in new.headers.items() if k not in volatile
+    }
+    owner = client.post("/v1/auth/token", json={"email": taken, "password": PASSWORD})
+    assert owner.status_code == 200, owner.text
+    assert _me(client, owner.json()["access_token"])["roles"] == ["customer"]
+    intruder = client.post(
+        "/v1/auth/token", json={"email": taken, "password": "an intruder's password"}
+    )
+    _unauthenticated(intruder, "wrong e-mail or password")
 
 
 def test_a_wrong_password_reads_like_an_unknown_email(
