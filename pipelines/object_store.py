@@ -179,9 +179,7 @@ class MemoryObjectStore:
 
     def keys_older_than(self, prefix: str, age_s: float) -> list[str]:
         now = time.time()
-        return [
-            k for k in self.objects if k.startswith(prefix) and now - self.written[k] > age_s
-        ]
+        return [k for k in self.objects if k.startswith(prefix) and now - self.written[k] > age_s]
 
 
 def _attachment(filename: str) -> str:
