@@ -5,6 +5,7 @@ A field marked ``secret`` never enters an idempotency fingerprint or a repr.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -126,13 +127,25 @@ class ChangeIconLicence:
     licence: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class SvgOriginal:
+    """A stored, sanitised original; ``render_cost`` is the policy's estimate (cost units)."""
+
     key: str
     content_hash: str
     size_bytes: int
     width: int
     height: int
+    render_cost: int | None = None
+
+    def __repr__(self) -> str:
+        # A request's fingerprint holds this text (`commands.bus.fingerprint`): without an
+        # estimate it is the text of before ``render_cost`` existed, so a request recorded then
+        # (the demo catalog's originals, say) is still the same request under its key.
+        shown = [f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self)]
+        if self.render_cost is None:
+            shown.pop()
+        return f"SvgOriginal({', '.join(shown)})"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -165,6 +178,18 @@ class RecordDerivatives:
     items: tuple[DerivativeItem, ...]
     parameters: tuple[tuple[str, int | str], ...] = ()
     preview_key: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordRenderRefusal:
+    """The media workers quarantine the original ``source_hash``: rendering it failed
+    (``code``: render_timeout, render_failed or render_crashed; ``detail`` says how)."""
+
+    icon_id: UUID
+    source_hash: str
+    renderer_version: str
+    code: str
+    detail: str
 
 
 @dataclass(frozen=True, kw_only=True)

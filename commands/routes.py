@@ -24,6 +24,7 @@ ROUTES: dict[type, Route] = {
     m.RecordOriginal: Route("catalog", catalog.record_original),
     m.ReviseSvg: Route("catalog", catalog.revise_svg),
     m.RecordDerivatives: Route("catalog", catalog.record_derivatives),
+    m.RecordRenderRefusal: Route("catalog", catalog.record_render_refusal),
     m.RecordIconSetPreview: Route("catalog", catalog.record_icon_set_preview),
     m.RecordFamilyPreview: Route("catalog", catalog.record_family_preview),
     m.RecordDownload: Route("commerce", downloads.record_download),

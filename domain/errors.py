@@ -15,6 +15,7 @@ class ErrorCode(StrEnum):
     INVALID_LABEL = "invalid_label"
     INVALID_SVG_ORIGINAL = "invalid_svg_original"
     INVALID_DERIVATIVE = "invalid_derivative"
+    INVALID_RENDER_REFUSAL = "invalid_render_refusal"
     INVALID_ICON_VERSION = "invalid_icon_version"
     INVALID_ATTEMPT = "invalid_attempt"
     INVALID_PROVIDER = "invalid_provider"

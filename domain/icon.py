@@ -13,6 +13,8 @@ from domain.media import (
     Derivative,
     DerivativeData,
     MediaFormat,
+    RenderRefusal,
+    RenderRefusalData,
     SvgOriginal,
     SvgOriginalData,
 )
@@ -66,11 +68,27 @@ class Icon(TracedAggregate):
         licence: str
 
     class OriginalRecorded(TracedAggregate.Event):
+        """The first original (schema version 2 added ``original.render_cost``)."""
+
+        class_version = 2
+
         original: SvgOriginalData
 
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["original"] = {**state["original"], "render_cost": None}
+
     class SvgRevised(TracedAggregate.Event):
+        """A later original (schema version 2 added ``original.render_cost``)."""
+
+        class_version = 2
+
         original: SvgOriginalData
         svg_revision: int
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["original"] = {**state["original"], "render_cost": None}
 
     class DerivativesRecorded(TracedAggregate.Event):
         """Renderings of the original with ``source_hash`` and their lineage: the renderer
@@ -88,6 +106,14 @@ class Icon(TracedAggregate):
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["parameters"] = {}
             state["preview_key"] = None
+
+    class RenderRefused(TracedAggregate.Event):
+        """The media workers quarantined the original with ``source_hash``: rendering it with
+        ``renderer_version`` failed or took longer than its deadline (``code``, ``detail``),
+        and it is not rendered again. The icon cannot be published until another original
+        renders."""
+
+        refusal: RenderRefusalData
 
     class Published(TracedAggregate.Event):
         pass
@@ -157,6 +183,7 @@ class Icon(TracedAggregate):
         self._renderer_version: str | None = None
         self._render_parameters: dict[str, int | str] = {}
         self._preview_key: str | None = None
+        self._render_refusal: RenderRefusalData | None = None
 
     @property
     def set_id(self) -> UUID:
@@ -225,6 +252,16 @@ class Icon(TracedAggregate):
     def preview_key(self) -> str | None:
         """The public watermarked preview of the current original, once rendered."""
         return self._preview_key if self.has_current_derivatives else None
+
+    @property
+    def render_refusal(self) -> RenderRefusal | None:
+        """Why the current original will not be rendered (quarantined), if it will not."""
+        refusal = self._render_refusal
+        if refusal is None or self._original is None:
+            return None
+        if refusal["source_hash"] != self._original["content_hash"]:
+            return None
+        return RenderRefusal.from_data(refusal)
 
     @property
     def has_current_derivatives(self) -> bool:
@@ -346,6 +383,21 @@ class Icon(TracedAggregate):
             correlation_id=correlation_id,
         )
 
+    def record_render_refusal(
+        self, *, refusal: RenderRefusal, actor: str, correlation_id: str
+    ) -> None:
+        """Quarantines the current original: the media workers will not render it again.
+
+        Recording the refusal already recorded records nothing (a redelivered failure); a
+        refusal of an original revised since is stale. Allowed on a retired icon, like
+        derivatives.
+        """
+        self._check_has_original()
+        self._check_source_is_current(refusal.source_hash)
+        if self._render_refusal == refusal.to_data():
+            return
+        self._render_refused(refusal=refusal.to_data(), actor=actor, correlation_id=correlation_id)
+
     def _is_recorded(
         self,
         source_hash: str,
@@ -444,6 +496,7 @@ class Icon(TracedAggregate):
     ) -> None:
         self._original = original
         self._svg_revision = 1
+        self._render_refusal = None
 
     @event(SvgRevised)
     def _svg_revised(
@@ -456,6 +509,7 @@ class Icon(TracedAggregate):
         self._renderer_version = None
         self._render_parameters = {}
         self._preview_key = None
+        self._render_refusal = None
 
     @event(DerivativesRecorded)
     def _derivatives_recorded(
@@ -474,6 +528,13 @@ class Icon(TracedAggregate):
         self._renderer_version = renderer_version
         self._render_parameters = dict(parameters)
         self._preview_key = preview_key
+        self._render_refusal = None
+
+    @event(RenderRefused)
+    def _render_refused(
+        self, *, refusal: RenderRefusalData, actor: str, correlation_id: str
+    ) -> None:
+        self._render_refusal = refusal
 
     @event(Published)
     def _published(self, *, actor: str, correlation_id: str) -> None:

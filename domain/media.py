@@ -18,13 +18,15 @@ DERIVATIVE_FORMATS = frozenset({MediaFormat.PNG, MediaFormat.WEBP, MediaFormat.P
 
 
 class SvgOriginalData(TypedDict):
-    """An SVG original as stored in events and aggregate state."""
+    """An SVG original as stored in events and aggregate state (``render_cost``: the
+    ingestion's estimate in cost units, None for originals recorded before it existed)."""
 
     key: str
     content_hash: str
     size_bytes: int
     width: int
     height: int
+    render_cost: int | None
 
 
 class DerivativeData(TypedDict):
@@ -38,13 +40,15 @@ class DerivativeData(TypedDict):
 
 @dataclass(frozen=True, slots=True)
 class SvgOriginal:
-    """The sanitised original in the object store: ``key``, its content hash and dimensions."""
+    """The sanitised original in the object store: ``key``, its content hash and dimensions,
+    and its estimated render cost (cost units; None when it was not estimated)."""
 
     key: str
     content_hash: str
     size_bytes: int
     width: int
     height: int
+    render_cost: int | None = None
 
     def __post_init__(self) -> None:
         if not self.key or not self.content_hash:
@@ -52,6 +56,10 @@ class SvgOriginal:
         if not _all_positive(self.size_bytes, self.width, self.height):
             raise InvalidValue(
                 ErrorCode.INVALID_SVG_ORIGINAL, "size and dimensions must be positive integers"
+            )
+        if self.render_cost is not None and not _all_positive(self.render_cost):
+            raise InvalidValue(
+                ErrorCode.INVALID_SVG_ORIGINAL, "a render cost must be a positive integer"
             )
 
     @classmethod
@@ -65,6 +73,7 @@ class SvgOriginal:
             "size_bytes": self.size_bytes,
             "width": self.width,
             "height": self.height,
+            "render_cost": self.render_cost,
         }
 
 
@@ -99,6 +108,67 @@ class Derivative:
             "key": self.key,
             "size_bytes": self.size_bytes,
         }
+
+
+class RenderRefusalCode(StrEnum):
+    """Why the media workers refused to render an original (each is final for that original
+    and renderer version: it is not rendered again)."""
+
+    RENDER_TIMEOUT = "render_timeout"
+    RENDER_FAILED = "render_failed"
+    RENDER_CRASHED = "render_crashed"
+
+
+class RenderRefusalData(TypedDict):
+    """A render refusal as stored in events and aggregate state."""
+
+    source_hash: str
+    renderer_version: str
+    code: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class RenderRefusal:
+    """The media workers' refusal to render the original ``source_hash``: its owner sees the
+    ``code`` (`RenderRefusalCode`) and the ``detail``."""
+
+    source_hash: str
+    renderer_version: str
+    code: RenderRefusalCode
+    detail: str
+
+    def __post_init__(self) -> None:
+        if not self.source_hash or not self.renderer_version:
+            raise InvalidValue(
+                ErrorCode.INVALID_RENDER_REFUSAL, "a refusal names the source and the renderer"
+            )
+        if self.code not in RenderRefusalCode.__members__.values():
+            raise InvalidValue(
+                ErrorCode.INVALID_RENDER_REFUSAL, f"{self.code!r} is not a render refusal code"
+            )
+        object.__setattr__(self, "code", RenderRefusalCode(self.code))
+        object.__setattr__(self, "detail", self.detail[:MAX_REFUSAL_DETAIL])
+
+    @classmethod
+    def from_data(cls, data: RenderRefusalData) -> "RenderRefusal":
+        return cls(
+            data["source_hash"],
+            data["renderer_version"],
+            RenderRefusalCode(data["code"]),
+            data["detail"],
+        )
+
+    def to_data(self) -> RenderRefusalData:
+        return {
+            "source_hash": self.source_hash,
+            "renderer_version": self.renderer_version,
+            "code": self.code.value,
+            "detail": self.detail,
+        }
+
+
+MAX_REFUSAL_DETAIL = 500
 
 
 def _all_positive(*values: int) -> bool:

@@ -269,6 +269,32 @@ class Settings:
         100, "Highest compression ratio of any zip entry (zip_bomb).", group="ingest"
     )
 
+    media_render_deadline_s: float = _setting(
+        5.0,
+        "CPU seconds one render pass (one output: a PNG size with what is made from it, or the "
+        "PDF) may take; past it the render process is killed and the icon quarantined "
+        "(Icon.RenderRefused, render_timeout), never retried for that original.",
+        group="media",
+    )
+    media_render_processes: int = _setting(
+        2,
+        "Render processes of the media worker for icons estimated cheap (at most "
+        "ICONMARKET_MEDIA_HEAVY_RENDER_COST).",
+        group="media",
+    )
+    media_heavy_render_cost: int = _setting(
+        400_000,
+        "Estimated render cost (cost units) above which an icon is rendered by the heavy lane: "
+        "a consumer group and render processes of its own, so costly icons never hold up cheap "
+        "ones.",
+        group="media",
+    )
+    media_heavy_render_processes: int = _setting(
+        1,
+        "Render processes of the heavy lane (run at a lower CPU priority).",
+        group="media",
+    )
+
     stripe_api_base: str = _setting(
         "http://127.0.0.1:12111",
         "Stripe API base URL; the local stack runs stripe-mock here. Use https://api.stripe.com "

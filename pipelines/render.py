@@ -1,10 +1,14 @@
 """Rendering an icon's derivatives: staged pure functions, bytes in, bytes out (no I/O).
 
 ``render(svg, output, params)`` renders one output; ``render_missing`` renders the outputs a
-caller lacks from one parsed tree. Keys are deterministic
-(``derivatives/{content_hash}/{renderer_version}/{kind}-{size}.{ext}``), so an output that is
-already stored is never rendered again. ``RENDERER_VERSION`` names the renderer and its
-parameters: bump it whenever output bytes would change, and a re-render writes new keys.
+caller lacks, one render *pass* at a time (`passes`: a PNG size with the WebP or preview made
+from that PNG, or the PDF), each from a fresh parse: cairosvg changes mask and pattern nodes
+while it draws them, so a tree drawn twice does not draw the same (``r1`` drew the PDF from the
+tree the PNGs had been drawn from, and an icon with a mask got a different PDF; ``r2`` also
+gives PDFs a fixed creation date, where cairo wrote the current second). Keys are
+deterministic (``derivatives/{content_hash}/{renderer_version}/{kind}-{size}.{ext}``), so an
+output that is already stored is never rendered again. ``RENDERER_VERSION`` names the renderer
+and its parameters: bump it whenever output bytes would change, and a re-render writes new keys.
 
 cairosvg runs with ``unsafe=False`` (no entities, no external files) and a URL fetcher that
 refuses every fetch (it only decodes embedded ``data:image/…;base64`` rasters, in process): the
@@ -22,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-RENDERER_VERSION = "r1"
+RENDERER_VERSION = "r2"
 DERIVATIVES_PREFIX = "derivatives"
 
 
@@ -140,10 +144,18 @@ def parse(svg: bytes) -> Any:
         raise RenderError(f"unreadable SVG: {exc}") from exc
 
 
+# A PDF states when it was made; a fixed date keeps the same drawing's PDF the same bytes.
+PDF_CREATION_DATE = "2000-01-01T00:00:00Z"
+
+
 def _surface(tree: Any, surface_class: Any, size: int) -> bytes:
     out = io.BytesIO()
     try:
         surface = surface_class(tree, out, 96, output_width=size, output_height=size)
+        if surface_class.__name__ == "PDFSurface":
+            from cairosvg.surface import cairo  # cairocffi, as cairosvg imports it
+
+            surface.cairo.set_metadata(cairo.PDF_METADATA_CREATE_DATE, PDF_CREATION_DATE)
         surface.finish()
     except FetchRefused as exc:
         raise RenderError(str(exc)) from exc
@@ -203,13 +215,31 @@ def watermark_png(png: bytes, params: RenderParams) -> bytes:
     return out.getvalue()
 
 
+def passes(wanted: Iterable[Output]) -> list[tuple[Output, ...]]:
+    """``wanted`` grouped into render passes: each PNG size with the WebP/preview of that
+    size (made from its PNG), and the PDF alone."""
+    groups: dict[tuple[str, int], list[Output]] = {}
+    for output in wanted:
+        key = ("pdf", output.size) if output.kind == "pdf" else ("raster", output.size)
+        groups.setdefault(key, []).append(output)
+    return [tuple(group) for group in groups.values()]
+
+
 def render_missing(
     svg: bytes, wanted: Iterable[Output], params: RenderParams = DEFAULT_PARAMS
 ) -> dict[Output, bytes]:
-    """Render ``wanted`` from one parse: PNGs first, WebP and the preview from a PNG."""
+    """Render ``wanted``, one pass at a time, each from its own parse of ``svg``."""
     wanted = tuple(wanted)
-    if not wanted:
-        return {}
+    rendered: dict[Output, bytes] = {}
+    for group in passes(wanted):
+        rendered.update(_render_pass(svg, group, params))
+    return {output: rendered[output] for output in wanted}
+
+
+def _render_pass(
+    svg: bytes, wanted: tuple[Output, ...], params: RenderParams
+) -> dict[Output, bytes]:
+    """One pass: one parse, at most one PNG size (and what is made from it) or the PDF."""
     tree = parse(svg)
     pngs: dict[int, bytes] = {}
 

@@ -14,9 +14,10 @@ so geometry is multiplied by the references that repeat it. Each rendered elemen
   ``path_number_squared`` per pair of them (a path crossing itself everywhere makes the
   tessellator's work quadratic);
 - its text: ``text_char`` per character;
-- its intermediate surfaces, per pixel (``surface_px``): a mask's region, a pattern's tile and
-  the area it paints, a group drawn with ``opacity`` below 1, an embedded raster image (also
-  ``image_px`` per pixel of the image);
+- its intermediate surfaces, per pixel: a mask's region, a pattern's tile and the area it
+  paints (``mask_px``: drawn into a surface of their own each time they are used), a group
+  drawn with ``opacity`` below 1, an embedded raster image (``surface_px``; also ``image_px``
+  per pixel of the image);
 - its filter: the filter region, once for the filter's result and once per primitive, times
   the primitive's factor (a blur: 1 + its standard deviation in pixels; a morphology: 1 + its
   diameter; a convolution: its kernel's size; turbulence: 4 per octave; lighting: 8).
@@ -55,6 +56,7 @@ class CostModel:
     path_number_squared: float = 0.004
     text_char: float = 300
     surface_px: float = 0.004
+    mask_px: float = 0.03
     image_px: float = 0.02
 
 
@@ -133,6 +135,8 @@ _NUMBER_OR_COMMAND = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[A-Z
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _OPACITY_STYLE = re.compile(r"(?:^|;)\s*opacity\s*:\s*([^;]+)", re.IGNORECASE)
 _PATH_LIKE = frozenset({"path", "polyline", "polygon"})
+# Drawn into a surface of their own, then composited through it, every time they are used.
+_MASKING = frozenset({"mask", "pattern"})
 _TEXT = frozenset({"text", "tspan", "textPath"})
 _CONTAINERS = frozenset({"g", "svg", "symbol", "use", "a", "switch"})
 _NO_SURFACE_PRIMITIVES = frozenset(
@@ -195,7 +199,8 @@ def _own_cost(
     if node.tag in _TEXT:
         characters = len(node.text.strip()) + sum(len(c.tail.strip()) for c in node.children)
         text = model.text_char * characters
-    surfaces = model.surface_px * _surface_px(node, canvas)
+    per_px = model.mask_px if node.tag in _MASKING else model.surface_px
+    surfaces = per_px * _surface_px(node, canvas)
     if node.tag == "image":
         size = raster_size(node.attributes.get("href") or node.attributes.get("xlink:href", ""))
         if size is not None:

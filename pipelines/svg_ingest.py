@@ -40,6 +40,7 @@ def original_message(svg: SanitisedSvg) -> m.SvgOriginal:
         size_bytes=svg.size_bytes,
         width=svg.width,
         height=svg.height,
+        render_cost=svg.render_cost,
     )
 
 

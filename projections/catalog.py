@@ -82,10 +82,33 @@ def _icon_fields(event: Envelope) -> dict[str, Any] | None:
         return _price_fields(data["price"])
     if kind == "LicenceChanged":
         return {"licence": data["licence"]}
-    if kind in ("OriginalRecorded", "SvgRevised", "DerivativesRecorded"):
-        # A revised original invalidates the derivatives until new ones are recorded.
-        return {"formats": _formats(data.get("items", []))}
+    media = _media_fields(kind, data)
+    if media is not None:
+        return media
     return _status_fields(kind, "status")
+
+
+def _media_fields(kind: str, data: dict[str, Any]) -> dict[str, Any] | None:
+    """The icon's formats and render state (``pending``, ``rendered`` or ``refused`` with the
+    refusal its owner sees)."""
+    if kind in ("OriginalRecorded", "SvgRevised"):
+        # A revised original invalidates the derivatives until new ones are recorded.
+        return {"formats": _formats([]), "render_state": "pending", "render_refusal": None}
+    if kind == "DerivativesRecorded":
+        formats = _formats(data["items"])
+        return {"formats": formats, "render_state": "rendered", "render_refusal": None}
+    if kind == "RenderRefused":
+        refusal = data["refusal"]
+        return {
+            "render_state": "refused",
+            "render_refusal": {
+                "code": refusal["code"],
+                "detail": refusal["detail"],
+                "source_hash": refusal["source_hash"],
+                "renderer_version": refusal["renderer_version"],
+            },
+        }
+    return None
 
 
 def _status_fields(kind: str, field: str) -> dict[str, Any] | None:

@@ -8,6 +8,16 @@ decode, or the handler's own rules refuse it); it is parked with its key's later
 An error is transient when it, or any error in its ``__cause__`` / ``__context__`` chain, is of
 a transient kind: a handler that wraps a connection failure in its own error (the media worker's
 ``RenderFailed``) is still classified by what went wrong underneath.
+
+Rendering (`pipelines.render_pool`) is the case where "slow" can be either. A render pass past
+its CPU-time deadline is **poison** (``RenderTimedOut`` is deliberately not a `TimeoutError`):
+CPU time does not grow because the machine is busy, so the same file would time out again, and
+the media worker quarantines the icon instead of retrying it. So are a renderer error and a
+renderer crash (SIGSEGV and the like). What the machine does to a render process is
+**transient** (``RenderProcessLost``, ``RenderStalled`` are `TransientError`s): killed from
+outside (the OOM killer, an operator, a shutdown), or starved of CPU past its wall-clock limit.
+A render process's memory is capped, so a drawing that needs too much fails as a renderer
+error (poison) before the OOM killer could make it look transient.
 """
 
 from __future__ import annotations

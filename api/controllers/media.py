@@ -1,4 +1,5 @@
-"""Media ingestion: SVG uploads (direct and presigned) and zip batch imports.
+"""Media ingestion: SVG uploads (direct and presigned) and zip batch imports; an icon's
+media as its owner sees them (render state, including the media workers' refusal).
 
 Refusals are 422 problems whose ``code`` names the rule broken (docs/media.md); a refused upload
 stores nothing and appends nothing.
@@ -27,6 +28,8 @@ from pipelines.errors import MediaRefused, RefusalCode
 from pipelines.import_batch import ImportOutcome
 from pipelines.svg_ingest import StoredSvg
 from pipelines.zip_import import MANIFEST_SCHEMA_PATH
+from projections.catalog_alias import CATALOG_ALIAS
+from projections.catalog_media import icon_media, render_refusals
 
 Req = Request[Any, Any, Any]
 SVG_TYPES = frozenset({"image/svg+xml"})
@@ -76,8 +79,19 @@ class ImportRejectionOut(msgspec.Struct):
     detail: str
 
 
+class ImportRenderRefusalOut(msgspec.Struct):
+    """A created icon whose original the media workers refused to render (quarantined)."""
+
+    file: str
+    icon_id: str
+    code: str
+    detail: str
+
+
 class ImportReport(msgspec.Struct):
-    """A zip batch's report: the icons it created and one reason per refused file."""
+    """A zip batch's report: the icons it created, one reason per refused file, and the
+    created icons whose rendering was refused since (``render_refused``, from the catalog read
+    model: it fills in as the media workers get to them)."""
 
     id: str
     set_id: str
@@ -86,6 +100,29 @@ class ImportReport(msgspec.Struct):
     position: int
     created: list[ImportedIconOut]
     rejected: list[ImportRejectionOut]
+    render_refused: list[ImportRenderRefusalOut] = msgspec.field(default_factory=list)
+
+
+class IconRenderOut(msgspec.Struct):
+    """``state``: ``none`` (no original yet), ``pending``, ``rendered`` or ``refused``; a
+    refusal has its ``code`` (render_timeout, render_failed, render_crashed), ``detail``, the
+    refused original's ``source_hash`` and the ``renderer_version``."""
+
+    state: str
+    code: str | None
+    detail: str | None
+    source_hash: str | None
+    renderer_version: str | None
+
+
+class IconMediaOut(msgspec.Struct):
+    """An icon's media as its owner sees them, whatever its publication status."""
+
+    id: str
+    set_id: str
+    status: str
+    formats: list[str]
+    render: IconRenderOut
 
 
 def _media_type(request: Req) -> str:
@@ -150,7 +187,10 @@ def _accepted(stored: StoredSvg, status_code: int) -> Response[SvgAccepted]:
     )
 
 
-def _report(report: IconImport, position: int) -> ImportReport:
+def _report(
+    report: IconImport, position: int, refused: dict[str, dict[str, Any]] | None = None
+) -> ImportReport:
+    refused = refused or {}
     return ImportReport(
         id=str(report.id),
         set_id=str(report.set_id),
@@ -162,7 +202,23 @@ def _report(report: IconImport, position: int) -> ImportReport:
             ImportRejectionOut(item["file"], item["code"], item["detail"])
             for item in report.rejected
         ],
+        render_refused=[
+            ImportRenderRefusalOut(
+                item["file"],
+                item["icon_id"],
+                refused[item["icon_id"]]["code"],
+                refused[item["icon_id"]]["detail"],
+            )
+            for item in report.created
+            if item["icon_id"] in refused
+        ],
     )
+
+
+def _render_refusals(container: Any, report: IconImport) -> dict[str, dict[str, Any]]:
+    ids = [item["icon_id"] for item in report.created]
+    found: dict[str, dict[str, Any]] = render_refusals(container.opensearch, CATALOG_ALIAS, ids)
+    return found
 
 
 class IconMediaController(Controller):
@@ -243,6 +299,37 @@ class IconMediaController(Controller):
         stored = await asyncio.to_thread(container.svg_ingestion.complete, icon_id, upload_id, ctx)
         return _accepted(stored, 202)
 
+    @get(
+        "/{icon_id:uuid}/media",
+        operation_id="getIconMedia",
+        summary="An icon's media as its owner sees them (owner only): formats and render state.",
+        description=(
+            "Whatever the icon's publication status, from the catalog read model: its formats and "
+            "its render state: none (no original yet), pending, rendered, or refused with the "
+            "media workers' refusal (Icon.RenderRefused: render_timeout, render_failed or "
+            "render_crashed, and a detail). A refused original is not rendered again: upload a "
+            "revised SVG."
+        ),
+    )
+    async def media(
+        self, request: Req, container: ContainerDep, icon_id: FromPath[UUID]
+    ) -> Response[IconMediaOut]:
+        ctx = command_context(request, container)
+        found = await asyncio.to_thread(
+            icon_media, container.opensearch, CATALOG_ALIAS, str(icon_id)
+        )
+        if found is None:
+            raise AggregateNotFound(f"icon {icon_id} is not in the catalog")
+        authorize(ctx, Action.ICON_UPDATE, "icon", found["owner_id"])
+        body = IconMediaOut(
+            id=str(found["id"]),
+            set_id=str(found["set_id"]),
+            status=str(found["status"]),
+            formats=list(found["formats"]),
+            render=IconRenderOut(**found["render"]),
+        )
+        return Response(body, headers={"Cache-Control": "private, no-store"})
+
 
 class ImportController(Controller):
     path = "/v1"
@@ -302,7 +389,8 @@ class ImportController(Controller):
 
         report = await asyncio.to_thread(read)
         head = container.applications.catalog.recorder.max_notification_id() or 0
-        return _report(report, head)
+        refused = await asyncio.to_thread(_render_refusals, container, report)
+        return _report(report, head, refused)
 
     @get(
         "/schemas/import-manifest.json",

@@ -13,7 +13,7 @@ from domain.choices import parse_choice
 from domain.family import Family
 from domain.icon import Icon
 from domain.icon_set import IconSet, IconStyle
-from domain.media import Derivative, MediaFormat, SvgOriginal
+from domain.media import Derivative, MediaFormat, RenderRefusal, RenderRefusalCode, SvgOriginal
 from domain.money import Money
 from domain.products import Licence
 
@@ -23,7 +23,14 @@ def _money(value: m.Money) -> Money:
 
 
 def _original(value: m.SvgOriginal) -> SvgOriginal:
-    return SvgOriginal(value.key, value.content_hash, value.size_bytes, value.width, value.height)
+    return SvgOriginal(
+        value.key,
+        value.content_hash,
+        value.size_bytes,
+        value.width,
+        value.height,
+        value.render_cost,
+    )
 
 
 def _family(uow: UnitOfWork, ctx: CommandContext, family_id: UUID, action: Action) -> Family:
@@ -184,6 +191,19 @@ def record_derivatives(cmd: m.RecordDerivatives, uow: UnitOfWork, ctx: CommandCo
         preview_key=cmd.preview_key,
         **trace(ctx),
     )
+    return icon.id
+
+
+def record_render_refusal(cmd: m.RecordRenderRefusal, uow: UnitOfWork, ctx: CommandContext) -> UUID:
+    icon = uow.get(Icon, cmd.icon_id, expected_version=ctx.expected_version)
+    authorize(ctx, Action.MEDIA_RECORD, "icon", icon.owner_id)
+    refusal = RenderRefusal(
+        cmd.source_hash,
+        cmd.renderer_version,
+        parse_choice(RenderRefusalCode, cmd.code),
+        cmd.detail,
+    )
+    icon.record_render_refusal(refusal=refusal, **trace(ctx))
     return icon.id
 
 

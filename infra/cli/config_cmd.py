@@ -19,6 +19,7 @@ GROUP_TITLES = {
     "opensearch": "OpenSearch (catalog search)",
     "s3": "S3-compatible object store (media)",
     "ingest": "Media ingestion (SVG uploads and zip imports)",
+    "media": "Media workers (render processes, deadlines, lanes)",
     "stripe": "Stripe (payments)",
     "supervisor": "Process supervisor (`iconmarket run`)",
     "limits": "Rate limits and password hashing",

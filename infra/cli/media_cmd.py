@@ -22,11 +22,12 @@ from rich.progress import (
 from infra.bootstrap import Container, bootstrap
 from infra.cli.periodic import every
 from infra.logs import configure
+from infra.settings import Settings
 from pipelines.derivatives import MediaStores
-from pipelines.media_worker import GROUP_ID, MediaWorker
+from pipelines.media_worker import GROUP_ID, HEAVY_GROUP_ID, Lane, MediaWorker
 from pipelines.previews import GROUP_ID as PREVIEWS_GROUP_ID
 from pipelines.previews import PreviewComposer
-from pipelines.render_timeout import DEFAULT_RENDER_TIMEOUT, TimedRenderer
+from pipelines.render_pool import RenderPool
 from pipelines.rerender import Selection, current_originals, describe, rerender
 from stream.consumer import ConsumerRunner, serve
 from stream.topics import topic_for
@@ -47,9 +48,11 @@ def register(commands: Any) -> None:
         "work",
         help="run the media workers until SIGTERM or Ctrl-C",
         description="Consume the catalog topic: render the derivatives of every uploaded or "
-        f"revised original (consumer group {GROUP_ID!r}) and compose set and family previews "
-        f"once their icons' derivatives exist ({PREVIEWS_GROUP_ID!r}). Failures are retried, "
-        "then dead-lettered with the icon id.",
+        f"revised original in render processes with a CPU deadline per output (consumer group "
+        f"{GROUP_ID!r}; icons estimated costly in {HEAVY_GROUP_ID!r}, with render processes of "
+        "their own) and compose set and family previews once their icons' derivatives exist "
+        f"({PREVIEWS_GROUP_ID!r}). An icon whose rendering fails or passes its deadline is "
+        "quarantined once (Icon.RenderRefused); a dependency failure is retried.",
     )
     work.set_defaults(handler=_work)
     again = actions.add_parser(
@@ -80,28 +83,67 @@ def register(commands: Any) -> None:
     staged.set_defaults(handler=_sweep_staged)
 
 
-def runners(container: Container) -> list[ConsumerRunner]:
-    """The derivative worker and the preview composer, each its own consumer group."""
-    stores = MediaStores(container.private_store, container.public_store)
-    worker = MediaWorker(
-        container.bus,
-        stores,
-        pool=ThreadPoolExecutor(8, thread_name_prefix="media-io"),
-        renderer=TimedRenderer(DEFAULT_RENDER_TIMEOUT),
+HEAVY_NICENESS = 10
+
+
+def render_pools(settings: Settings) -> tuple[RenderPool, RenderPool]:
+    """The light lane's render processes and the heavy lane's (at a lower CPU priority)."""
+    light = RenderPool(
+        settings.media_render_processes, settings.media_render_deadline_s, name="render-light"
     )
-    composer = PreviewComposer(container.bus, container.redis, container.public_store)
-    topic = topic_for("catalog")
-    return [
+    heavy = RenderPool(
+        settings.media_heavy_render_processes,
+        settings.media_render_deadline_s,
+        niceness=HEAVY_NICENESS,
+        name="render-heavy",
+    )
+    return light, heavy
+
+
+def runners(
+    container: Container,
+    pools: tuple[RenderPool, RenderPool],
+    *,
+    topic: str | None = None,
+    group_prefix: str = "",
+    previews: bool = True,
+) -> list[ConsumerRunner]:
+    """The derivative workers of the light and the heavy lane and the preview composer, each
+    its own consumer group (``topic`` and ``group_prefix``: another topic and groups, for
+    benchmarks)."""
+    settings = container.settings
+    stores = MediaStores(container.private_store, container.public_store)
+    io = ThreadPoolExecutor(8, thread_name_prefix="media-io")
+    topic = topic or topic_for("catalog")
+    lanes = (
+        (Lane.LIGHT, group_prefix + GROUP_ID, pools[0]),
+        (Lane.HEAVY, group_prefix + HEAVY_GROUP_ID, pools[1]),
+    )
+    workers = [
         ConsumerRunner(
-            container.settings,
-            group_id=GROUP_ID,
+            settings,
+            group_id=group_id,
             topics=[topic],
-            handler=worker,
+            handler=MediaWorker(
+                container.bus,
+                stores,
+                pool=io,
+                renderer=pool,
+                lane=lane,
+                heavy_cost=settings.media_heavy_render_cost,
+            ),
             batch_size=WORKER_BATCH,
-        ),
+        )
+        for lane, group_id, pool in lanes
+    ]
+    if not previews:
+        return workers
+    composer = PreviewComposer(container.bus, container.redis, container.public_store)
+    return [
+        *workers,
         ConsumerRunner(
-            container.settings,
-            group_id=PREVIEWS_GROUP_ID,
+            settings,
+            group_id=group_prefix + PREVIEWS_GROUP_ID,
             topics=[topic],
             handler=composer,
             batch_size=500,
@@ -112,9 +154,12 @@ def runners(container: Container) -> list[ConsumerRunner]:
 def _work(_args: argparse.Namespace) -> int:
     container = bootstrap()
     configure(container.settings.log_level)
+    pools = render_pools(container.settings)
     try:
-        serve(runners(container))
+        serve(runners(container, pools))
     finally:
+        for pool in pools:
+            pool.close()
         container.close()
     return 0
 

@@ -41,6 +41,10 @@ from infra.bootstrap import Container
 from pipelines.zip_import import MANIFEST_SCHEMA_PATH
 from projections.cart_view import RedisCartView
 from projections.carts import apply as cart_writes
+from projections.catalog import apply as catalog_writes
+from projections.catalog import icon_doc_id
+from projections.catalog_alias import ensure_live_index
+from projections.catalog_view import OpenSearchCatalogView
 from projections.keyspace import live_prefix
 from stream.envelope import to_envelope
 from tests.support import Appended, Catalog, ctx, published_catalog, record_media
@@ -224,6 +228,28 @@ class World:
         email = f"matrix-{uuid.uuid4().hex}@example.com"
         command = m.RegisterAccount(email=email, password=PASSWORD)
         return email, self.bus.execute(command, ctx("anonymous")).aggregate_id
+
+    def projected_icon(self, icon_id: UUID, *, since: int) -> Callable[[], None]:
+        """The icon's events after position ``since`` projected into the live catalog index as
+        the projection would (no projection reads this module's store); returns what takes it
+        out again."""
+        catalog = self.container.applications.catalog
+        envelopes = [
+            to_envelope("catalog", n.id, event)
+            for n in catalog.recorder.select_notifications(since + 1, limit=1_000)
+            if (event := catalog.mapper.to_domain_event(n)).originator_id == icon_id
+        ]
+        client = self.container.opensearch
+        index = ensure_live_index(client)
+        OpenSearchCatalogView(client, index).apply(
+            [w for e in envelopes for w in catalog_writes(e)]
+        )
+        client.indices.refresh(index=index)
+
+        def forget() -> None:
+            client.delete(index=index, id=icon_doc_id(str(icon_id)), refresh=True)
+
+        return forget
 
     def projected_cart(self, owner: str) -> tuple[dict[str, Any], Callable[[], None]]:
         """A cart with one line, projected into the live cart view as the projection would (no
@@ -708,6 +734,7 @@ def _import_zip(w: World, who: Who) -> Call:
             "position": _position(appended, "catalog"),
             "created": [{"file": "glyph.svg", "icon_id": str(icon)}],
             "rejected": [],
+            "render_refused": [],
         }
 
     return Call(
@@ -740,9 +767,36 @@ def _get_import(w: World, who: Who) -> Call:
             "position": catalog.recorder.max_notification_id(),
             "created": [{"file": "glyph.svg", "icon_id": str(icon_id)}],
             "rejected": [],
+            "render_refused": [],
         }
 
     return Call("GET", f"/v1/imports/{import_id}", answer=answer)
+
+
+def _icon_media(w: World, who: Who) -> Call:
+    """The owner's view of a draft icon, projected into the live catalog index for the call."""
+    head = w.container.applications.catalog.recorder.max_notification_id() or 0
+    icon_id = w.icon(who.owner)
+    forget = w.projected_icon(icon_id, since=head)
+    set_id = w.container.applications.catalog.repository.get(icon_id).set_id
+
+    def answer(response: Any, appended: list[Appended]) -> None:
+        assert _json(response, 200) == {
+            "id": str(icon_id),
+            "set_id": str(set_id),
+            "status": "draft",
+            "formats": [],
+            "render": {
+                "state": "none",
+                "code": None,
+                "detail": None,
+                "source_hash": None,
+                "renderer_version": None,
+            },
+        }
+        assert response.headers["cache-control"] == "private, no-store"
+
+    return Call("GET", f"/v1/icons/{icon_id}/media", answer=answer, forget=forget)
 
 
 # Public catalog reads: this module's catalog is in no index (nothing projects its store), so
@@ -1211,6 +1265,7 @@ BUILDERS: dict[str, Builder] = {
     "completeIconSvgUpload": _complete_svg_upload,
     "importIconZip": _import_zip,
     "getImport": _get_import,
+    "getIconMedia": _icon_media,
     "searchIcons": _search,
     "suggestIcons": _suggest,
     "getIcon": _not_in_catalog("icon", "/v1/icons", lambda shop: shop.icon_ids[0]),

@@ -154,6 +154,7 @@ MATRIX_ROWS: dict[str, str] = {
     "completeIconSvgUpload": CONTRIBUTOR_OWNER,
     "importIconZip": CONTRIBUTOR_OWNER,
     "getImport": CONTRIBUTOR_OWNER,  # another's import is 403, like any other resource
+    "getIconMedia": CONTRIBUTOR_OWNER,  # render state, a quarantine included: owner's eyes only
     # Public catalog reads.
     "searchIcons": PUBLIC,
     "suggestIcons": PUBLIC,
@@ -214,6 +215,7 @@ OWNED_BY: dict[str, str] = {
             "completeIconSvgUpload",
             "importIconZip",
             "getImport",
+            "getIconMedia",
         ],
         "contributor",
     ),

@@ -23,7 +23,7 @@ from infra.bootstrap import Container, bootstrap
 from infra.settings import Settings
 from pipelines.derivatives import MediaStores, RenderJob, produce
 from pipelines.media_worker import service_context
-from pipelines.render import content_hash
+from pipelines.render import RENDERER_VERSION, content_hash
 from tests.support import appended_since, ctx, log_heads
 
 pytestmark = pytest.mark.integration
@@ -160,7 +160,7 @@ def test_a_free_icon_downloads_for_any_customer_and_is_recorded(
     assert body["url"] == url
     assert (body["format"], body["size"], body["expires_in_s"]) == ("png", 128, 300)
     digest = content_hash(shop.svgs[shop.free])
-    key = f"derivatives/{digest}/r1/png-128.png"
+    key = f"derivatives/{digest}/{RENDERER_VERSION}/png-128.png"
     stored = app_container.private_store.get_bytes(key)
     assert _fetch(url) == stored
     assert body["size_bytes"] == len(stored)

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -25,20 +28,22 @@ from domain.family import Family
 from domain.icon import Icon
 from domain.icon_set import IconSet
 from infra.bootstrap import Container
-from pipelines.derivatives import MediaStores
+from pipelines.derivatives import MediaStores, refusal_key
 from pipelines.media_worker import MediaWorker
 from pipelines.object_store import ObjectStore, PresignedPost
 from pipelines.previews import Member, PreviewComposer, member_hash, preview_key
 from pipelines.render import RENDERER_VERSION, content_hash, outputs
+from pipelines.render_pool import RenderPool
 from pipelines.rerender import Selection, current_originals, rerender
+from pipelines.svg_policy import SvgLimits, sanitise_svg
 from stream import envelope as env
 from stream.consumer import Backoff, ConsumerRunner, Delivery
-from stream.dlq import read_dead_letters
-from tests.support import appended_since, ctx, log_heads, scratch_topic
+from tests.support import appended_since, ctx, log_heads, parked_rows, scratch_topic
 
 pytestmark = pytest.mark.integration
 
 FAST = Backoff(initial_s=0.01, factor=2.0, max_s=0.04)
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 OWNER = ctx(f"media-owner-{uuid.uuid4().hex[:6]}", "contributor")
 
 
@@ -304,7 +309,20 @@ def test_an_upload_event_renders_every_key_and_records_lineage_and_a_redelivery_
     assert len(recorded_with(container, icon_id, version)) == 1
 
 
-def test_an_unrenderable_original_is_retried_then_dead_lettered_with_the_icon_id(
+def _heavy_svg() -> bytes:
+    """The costly fixture (refused by the cost model at upload), with new bytes each call: it
+    needs tens of seconds of CPU to render."""
+    raw = (FIXTURES / "malicious" / "heavy_path_use.svg").read_bytes()
+    marked = raw.replace(b"<defs>", f"<!-- {uuid.uuid4().hex} --><defs>".encode(), 1)
+    return sanitise_svg(marked, SvgLimits(max_render_cost=10**15)).data
+
+
+def _refusals(container: Container, icon_id: UUID) -> list[Icon.RenderRefused]:
+    events = container.applications.catalog.repository.event_store.get(icon_id)
+    return [e for e in events if isinstance(e, Icon.RenderRefused)]
+
+
+def test_an_unrenderable_original_is_quarantined_once_not_retried_nor_dead_lettered(
     container: Container,
     shelf: Shelf,
     topic: str,
@@ -312,29 +330,96 @@ def test_an_unrenderable_original_is_retried_then_dead_lettered_with_the_icon_id
     groups: Callable[[], str],
 ) -> None:
     broken = f"<svg xmlns='http://www.w3.org/2000/svg'><!-- {uuid.uuid4().hex} --><g".encode()
-    icon_id, _ = new_icon(container, shelf, broken)
+    icon_id, digest = new_icon(container, shelf, broken)
     (uploaded,) = envelopes_of(container, icon_id, {"Icon.OriginalRecorded"})
     stores, private, public = _stores(container)
     calls: list[int] = []
-    worker = MediaWorker(container.bus, stores)
+    version = _version()
+    worker = MediaWorker(container.bus, stores, renderer_version=version)
 
     def counting(deliveries: Sequence[Delivery]) -> None:
         calls.append(len(deliveries))
         worker(deliveries)
 
     heads = log_heads(container.applications)
+    group = groups()
+    targets = produce(producer, topic, [uploaded])
+    run_until_committed(_runner(container, group, topic, counting), targets)
+
+    assert calls == [1]  # no retry
+    assert parked_rows(container.settings, group) == []  # nothing dead-lettered
+    marker = refusal_key(digest, version)
+    assert (private.puts, public.puts) == ([marker], [])
+    (refused,) = _refusals(container, icon_id)
+    assert refused.refusal["code"] == "render_failed"
+    assert refused.refusal["detail"].startswith("unreadable SVG: ")
+    assert (refused.refusal["source_hash"], refused.refusal["renderer_version"]) == (
+        digest,
+        version,
+    )
+    assert refused.actor == "service:media"
+    assert [e.name for e in appended_since(container.applications, heads, "-", {icon_id})] == [
+        "Icon.RenderRefused"
+    ]
+
+    # Redelivered: the marker says it is quarantined; nothing is rendered, written or appended.
+    private.puts.clear()
+    heads = log_heads(container.applications)
     run_until_committed(
         _runner(container, groups(), topic, counting), produce(producer, topic, [uploaded])
     )
-
-    assert calls == [1, 1, 1]  # max_attempts
-    letters = read_dead_letters(container.settings, topic, timeout_s=30).letters
-    assert [letter.key for letter in letters] == [str(icon_id).encode()]
-    error = letters[0].header("dlq_error") or ""
-    assert error.startswith(f"RenderFailed: icon {icon_id}: RenderError")
-    assert letters[0].header("aggregate_id") == str(icon_id)
+    assert calls == [1, 2]  # a new group reads the topic from its start: the event twice
     assert (private.puts, public.puts) == ([], [])
     assert appended_since(container.applications, heads, "-", {icon_id}) == []
+
+
+def test_a_render_past_its_cpu_deadline_is_quarantined_once_and_an_honest_icon_goes_on(
+    container: Container,
+    shelf: Shelf,
+    topic: str,
+    producer: KafkaProducer,
+    groups: Callable[[], str],
+) -> None:
+    heavy_id, heavy_hash = new_icon(container, shelf, _heavy_svg())
+    honest_id, _ = new_icon(container, shelf, unique_svg())
+    uploads = [
+        e
+        for i in (heavy_id, honest_id)
+        for e in envelopes_of(container, i, {"Icon.OriginalRecorded"})
+    ]
+    stores, private, _public = _stores(container)
+    version = _version()
+    calls: list[int] = []
+    heads = log_heads(container.applications)
+    group = groups()
+    with RenderPool(2, deadline_s=0.5, name="test-media") as pool:
+        worker = MediaWorker(container.bus, stores, renderer=pool, renderer_version=version)
+
+        def counting(deliveries: Sequence[Delivery]) -> None:
+            calls.append(len(deliveries))
+            worker(deliveries)
+
+        began = time.monotonic()
+        run_until_committed(
+            _runner(container, group, topic, counting), produce(producer, topic, uploads)
+        )
+        took = time.monotonic() - began
+
+    assert sum(calls) == 2  # each event handled once: the timeout was not retried
+    assert parked_rows(container.settings, group) == []
+    (refused,) = _refusals(container, heavy_id)
+    assert refused.refusal["code"] == "render_timeout"
+    assert re.fullmatch(
+        rf"the (png|pdf)-\d+.* pass of icon {heavy_id} used more than 0.5 s of CPU time",
+        refused.refusal["detail"],
+    )
+    assert len(recorded_with(container, honest_id, version)) == 1
+    assert recorded_with(container, heavy_id, version) == []
+    heavy_keys = [key for key in private.puts if key.startswith(f"derivatives/{heavy_hash}/")]
+    assert heavy_keys == [refusal_key(heavy_hash, version)]
+    appended = appended_since(container.applications, heads, "-", {heavy_id, honest_id})
+    assert sorted(e.name for e in appended) == ["Icon.DerivativesRecorded", "Icon.RenderRefused"]
+    assert took < 30
 
 
 def test_set_and_family_previews_are_composed_once_their_icons_have_derivatives(

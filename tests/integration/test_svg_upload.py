@@ -24,6 +24,7 @@ from domain.icon import Icon
 from domain.media import SvgOriginal
 from infra.bootstrap import Container, bootstrap
 from infra.settings import Settings
+from pipelines.svg_policy import sanitise_svg
 from tests.support import (
     Appended,
     appended_since,
@@ -150,7 +151,8 @@ def test_upload_stores_the_normalised_svg_and_records_the_original(
     ]
     icon = apps.catalog.repository.get(uuid.UUID(icon_id))
     assert isinstance(icon, Icon)
-    assert icon.original == SvgOriginal(key, content_hash, len(NORMALISED), 32, 24)
+    estimate = sanitise_svg(RAW).render_cost
+    assert icon.original == SvgOriginal(key, content_hash, len(NORMALISED), 32, 24, estimate)
 
 
 def test_a_second_upload_revises_the_svg(
@@ -186,7 +188,12 @@ def test_a_second_upload_revises_the_svg(
     assert isinstance(icon, Icon)
     assert icon.svg_revision == 2
     assert icon.original == SvgOriginal(
-        f"originals/{content_hash}.svg", content_hash, len(REVISED_NORMALISED), 48, 48
+        f"originals/{content_hash}.svg",
+        content_hash,
+        len(REVISED_NORMALISED),
+        48,
+        48,
+        sanitise_svg(REVISED).render_cost,
     )
     assert media_container.private_store.get_bytes(icon.original.key) == REVISED_NORMALISED
 

@@ -73,7 +73,21 @@ def test_icon_created_becomes_the_full_icon_patch() -> None:
     ]
 
 
-ORIGINAL = {"key": "o/h.svg", "content_hash": "h", "size_bytes": 1, "width": 24, "height": 24}
+ORIGINAL = {
+    "key": "o/h.svg",
+    "content_hash": "h",
+    "size_bytes": 1,
+    "width": 24,
+    "height": 24,
+    "render_cost": 30_000,
+}
+PENDING = {"formats": ["svg"], "render_state": "pending", "render_refusal": None}
+REFUSAL = {
+    "source_hash": "h",
+    "renderer_version": "r2",
+    "code": "render_timeout",
+    "detail": "the png-64 pass used more than 5 s of CPU time",
+}
 ITEMS = [
     {"kind": "webp", "size": 64, "key": "d/a.webp", "size_bytes": 9},
     {"kind": "png", "size": 64, "key": "d/a.png", "size_bytes": 9},
@@ -95,12 +109,17 @@ ITEMS = [
             {"price_minor": 250, "currency": "EUR", "is_free": False},
         ),
         ("Icon.LicenceChanged", {"licence": "extended"}, {"licence": "extended"}),
-        ("Icon.OriginalRecorded", {"original": ORIGINAL}, {"formats": ["svg"]}),
-        ("Icon.SvgRevised", {"original": ORIGINAL, "svg_revision": 2}, {"formats": ["svg"]}),
+        ("Icon.OriginalRecorded", {"original": ORIGINAL}, PENDING),
+        ("Icon.SvgRevised", {"original": ORIGINAL, "svg_revision": 2}, PENDING),
         (
             "Icon.DerivativesRecorded",
             {"source_hash": "h", "renderer_version": "r1", "items": ITEMS},
-            {"formats": ["png", "svg", "webp"]},
+            {"formats": ["png", "svg", "webp"], "render_state": "rendered", "render_refusal": None},
+        ),
+        (
+            "Icon.RenderRefused",
+            {"refusal": REFUSAL},
+            {"render_state": "refused", "render_refusal": REFUSAL},
         ),
         ("Icon.Published", {}, {"status": "published"}),
         ("Icon.Unpublished", {}, {"status": "unpublished"}),

@@ -79,6 +79,7 @@ def test_every_event_type_of_every_aggregate_is_discovered() -> None:
             "Icon.OriginalRecorded",
             "Icon.PriceChanged",
             "Icon.Published",
+            "Icon.RenderRefused",
             "Icon.Retired",
             "Icon.SvgRevised",
             "Icon.Unpublished",
@@ -123,7 +124,7 @@ def test_every_event_type_of_every_aggregate_is_discovered() -> None:
         ],
         "identity": ["Account.PasswordChanged", "Account.Registered", "Account.RolesChanged"],
     }
-    assert len(TYPES) == 54
+    assert len(TYPES) == 55
 
 
 def test_the_checked_in_contract_files_are_current(capsys: pytest.CaptureFixture[str]) -> None:
@@ -137,7 +138,7 @@ def test_check_lists_stale_missing_and_extra_files_and_export_repairs_them(
 ) -> None:
     written = export(tmp_path)
     assert written.missing == sorted(schema_cmd.generated_files())
-    assert len(written.missing) == 56
+    assert len(written.missing) == 57
     (tmp_path / SCHEMAS_DIR / "Icon.Published.json").write_text("{}\n")
     (tmp_path / EVENTS_DIR / "envelope.json").unlink()
     (tmp_path / SCHEMAS_DIR / "Icon.Deleted.json").write_text("{}\n")
@@ -158,7 +159,7 @@ def test_check_lists_stale_missing_and_extra_files_and_export_repairs_them(
         "wrote docs/events/schemas/Icon.Published.json",
         "wrote docs/events/envelope.json",
         "deleted docs/events/schemas/Icon.Deleted.json",
-        "54 event types; docs/events is current",
+        "55 event types; docs/events is current",
     ]
     assert drift(tmp_path).current
     assert not (tmp_path / SCHEMAS_DIR / "Icon.Deleted.json").exists()
@@ -246,6 +247,16 @@ def _drive_commands(bus: CommandBus) -> tuple[Catalog, UUID]:
             ),
         ),
         carol,
+    )
+    bus.execute(
+        m.RecordRenderRefusal(
+            icon_id=icon_id,
+            source_hash="sha256-v2",
+            renderer_version="r2",
+            code="render_timeout",
+            detail="the png-64 pass used more than 5 s of CPU time",
+        ),
+        SERVICE,
     )
     bus.execute(m.UnpublishIcon(icon_id=icon_id), carol)
     bus.execute(m.RetireIcon(icon_id=icon_id), carol)
@@ -385,7 +396,7 @@ def test_every_event_type_is_produced_and_validates_against_its_schema(
         assert encode(decode(payload)) == payload
     covered = Counter(envelope.type for envelope in envelopes)
     assert set(covered) == set(TYPES)
-    assert len(covered) == len(TYPES) == 54
+    assert len(covered) == len(TYPES) == 55
     assert (covered["Icon.DerivativesRecorded"], covered["Order.PaymentStarted"]) == (1, 2)
 
 

@@ -13,6 +13,8 @@ from opensearchpy import exceptions as os_errors
 from commands.errors import StoreUnavailable, VersionConflict
 from commands.payments.port import PaymentProviderUnavailable
 from pipelines.media_worker import RenderFailed
+from pipelines.render import RenderError
+from pipelines.render_pool import RenderCrashed, RenderProcessLost, RenderStalled, RenderTimedOut
 from stream.consumer import UndecodableMessage
 from stream.failures import Failure, TransientError, classify
 from stream.producer import PublishError
@@ -56,6 +58,9 @@ TRANSIENT = [
     PaymentProviderUnavailable("Stripe is unavailable", retry_after_s=5),
     StoreUnavailable("the event store is unavailable; the command was not applied"),
     _wrapped(redis.ConnectionError("refused")),
+    RenderProcessLost("the png-64 pass: its process was killed (SIGKILL)"),
+    RenderStalled("the png-64 pass got 0.3 s of CPU time in 20 s: the machine is overloaded"),
+    _wrapped(RenderStalled("starved")),
 ]
 
 POISON = [
@@ -71,6 +76,9 @@ POISON = [
     KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)),
     VersionConflict("a concurrent command changed the aggregate first"),
     RenderFailed("icon 1: cairo: invalid SVG"),
+    RenderTimedOut("the png-64 pass used more than 5 s of CPU time"),
+    RenderError("unreadable SVG: not well-formed"),
+    RenderCrashed("the png-64 pass crashed the renderer (SIGSEGV)"),
 ]
 
 

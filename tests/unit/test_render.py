@@ -7,6 +7,7 @@ import io
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -19,8 +20,15 @@ from commands.applications import Applications, build_applications
 from commands.bus import CommandBus
 from commands.routes import ROUTES
 from domain.icon import Icon
-from pipelines.derivatives import MediaStores, OriginalMissing, RenderJob, produce
-from pipelines.media_worker import MediaWorker, RenderFailed
+from pipelines.derivatives import (
+    MediaStores,
+    OriginalMissing,
+    OriginalQuarantined,
+    RenderJob,
+    produce,
+    refusal_key,
+)
+from pipelines.media_worker import InlineRenderer, Lane, MediaWorker, RenderFailed
 from pipelines.object_store import MemoryObjectStore
 from pipelines.previews import choose, compose_grid, member_hash, preview_key
 from pipelines.render import (
@@ -33,11 +41,13 @@ from pipelines.render import (
     render,
     render_all,
 )
-from pipelines.render_timeout import RenderTimedOut
+from pipelines.render_pool import RenderStalled, RenderTimedOut
 from stream.consumer import Delivery
 from stream.envelope import Envelope, encode, to_envelope
+from stream.failures import is_transient
 from tests.support import ctx
 
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 SVG = (
     b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" width="24" height="24" '
     b'fill="none" stroke="#1f2937" stroke-width="2"><path d="M4 12h16M14 6l6 6-6 6"/></svg>'
@@ -348,28 +358,103 @@ def test_derivatives_of_a_revised_original_are_dropped_as_stale(world: _World) -
     assert world.apps.catalog.recorder.max_notification_id() == head
 
 
-def test_an_unrenderable_original_fails_naming_the_icon(world: _World) -> None:
+def _appended(world: _World, since: int) -> list[str]:
+    app = world.apps.catalog
+    return [
+        type(app.mapper.to_domain_event(n)).__qualname__
+        for n in app.recorder.select_notifications(since + 1, 100)
+    ]
+
+
+def _derivative_keys(world: _World) -> list[str]:
+    keys = []
+    for store in (world.stores.private, world.stores.public):
+        assert isinstance(store, MemoryObjectStore)
+        keys += sorted(key for key in store.objects if key.startswith("derivatives/"))
+    return keys
+
+
+@dataclass
+class _Counting:
+    """A render function that counts its calls and fails each with ``error``."""
+
+    error: Exception
+    calls: int = 0
+
+    def __call__(
+        self, svg: bytes, wanted: Iterable[Output], params: RenderParams
+    ) -> dict[Output, bytes]:
+        self.calls += 1
+        raise self.error
+
+
+def test_an_unrenderable_original_is_quarantined_once_with_render_failed(world: _World) -> None:
     uploaded = _record_original(world, b"<svg xmlns='http://www.w3.org/2000/svg'><broken")
-    with pytest.raises(RenderFailed, match=str(world.icon_id)):
-        MediaWorker(world.bus, world.stores)([_delivery(uploaded)])
+    head = world.apps.catalog.recorder.max_notification_id() or 0
+    MediaWorker(world.bus, world.stores)([_delivery(uploaded)])
+    assert _appended(world, head) == ["Icon.RenderRefused"]
+    icon = world.apps.catalog.repository.get(world.icon_id)
+    assert isinstance(icon, Icon)
+    assert icon.render_refusal is not None
+    assert (icon.render_refusal.code.value, icon.is_publishable) == ("render_failed", False)
+    assert icon.render_refusal.detail.startswith("unreadable SVG: ")
 
 
-def test_a_render_past_the_time_limit_fails_naming_the_icon_and_stores_nothing(
+def test_a_render_past_its_deadline_quarantines_the_icon_once_and_is_never_retried(
     world: _World,
 ) -> None:
     uploaded = _record_original(world)
+    too_slow = _Counting(RenderTimedOut("the png-64 pass used more than 5 s of CPU time"))
+    worker = MediaWorker(world.bus, world.stores, renderer=InlineRenderer(too_slow))
+    head = world.apps.catalog.recorder.max_notification_id() or 0
 
-    def too_slow(svg: bytes, wanted: Iterable[Output], params: RenderParams) -> dict[Output, bytes]:
-        raise RenderTimedOut("rendering took longer than 60 s")
+    worker([_delivery(uploaded)])
+    calls = too_slow.calls
+    worker([_delivery(uploaded, offset=1)])  # redelivered
+    MediaWorker(world.bus, world.stores)([_delivery(uploaded, offset=2)])  # even by a renderer
+    # that would succeed: the refusal marker says this original was quarantined
 
-    head = world.apps.catalog.recorder.max_notification_id()
-    worker = MediaWorker(world.bus, world.stores, renderer=too_slow)
-    with pytest.raises(RenderFailed, match=f"icon {world.icon_id}: RenderTimedOut: rendering"):
+    assert (calls, too_slow.calls) == (5, 5)  # every pass was submitted once, none again
+    assert _appended(world, head) == ["Icon.RenderRefused"]
+    icon = world.apps.catalog.repository.get(world.icon_id)
+    assert isinstance(icon, Icon)
+    assert icon.render_refusal is not None
+    assert (icon.render_refusal.code.value, icon.render_refusal.detail) == (
+        "render_timeout",
+        "the png-64 pass used more than 5 s of CPU time",
+    )
+    job = _job(world.stores, SVG)
+    assert _derivative_keys(world) == [refusal_key(job.content_hash, RENDERER_VERSION)]
+    with pytest.raises(OriginalQuarantined, match="render_timeout"):
+        produce(job, world.stores)
+
+
+def test_a_starved_render_is_transient_retried_and_records_nothing(world: _World) -> None:
+    uploaded = _record_original(world)
+    starved = _Counting(RenderStalled("the png-64 pass got 0.2 s of CPU time in 20 s"))
+    head = world.apps.catalog.recorder.max_notification_id() or 0
+    worker = MediaWorker(world.bus, world.stores, renderer=InlineRenderer(starved))
+    with pytest.raises(RenderFailed, match=f"icon {world.icon_id}: RenderStalled: ") as failed:
         worker([_delivery(uploaded)])
-    assert world.apps.catalog.recorder.max_notification_id() == head
-    for store in (world.stores.private, world.stores.public):
-        assert isinstance(store, MemoryObjectStore)
-        assert [key for key in store.objects if key.startswith("derivatives/")] == []
+    assert is_transient(failed.value)
+    assert _appended(world, head) == []
+    assert _derivative_keys(world) == []
+    MediaWorker(world.bus, world.stores)([_delivery(uploaded, offset=1)])  # the retry renders
+    assert _appended(world, head) == ["Icon.DerivativesRecorded"]
+
+
+def test_lanes_split_icons_by_their_estimated_render_cost(world: _World) -> None:
+    job = _job(world.stores, SVG)
+    cheap, costly, unknown = (
+        RenderJob(job.icon_id, job.content_hash, job.original_key, render_cost=cost)
+        for cost in (30_000, 900_000, None)
+    )
+    light = MediaWorker(world.bus, world.stores, lane=Lane.LIGHT, heavy_cost=400_000)
+    heavy = MediaWorker(world.bus, world.stores, lane=Lane.HEAVY, heavy_cost=400_000)
+    every = MediaWorker(world.bus, world.stores)
+    assert [light.takes(j) for j in (cheap, costly, unknown)] == [True, False, True]
+    assert [heavy.takes(j) for j in (cheap, costly, unknown)] == [False, True, False]
+    assert [every.takes(j) for j in (cheap, costly, unknown)] == [True, True, True]
 
 
 # --- set and family previews (pure parts)
@@ -403,3 +488,13 @@ def test_an_original_missing_from_the_bucket_is_skipped_not_retried(world: _Worl
     MediaWorker(world.bus, world.stores)([_delivery(uploaded)])
     assert world.apps.catalog.recorder.max_notification_id() == head
     assert private.objects == {}
+
+
+def test_each_pass_draws_from_a_fresh_parse_so_no_output_depends_on_the_others() -> None:
+    # cairosvg changes mask and pattern nodes while drawing: drawn from one shared tree, the
+    # PDF of an icon with a mask came out different after the PNGs (renderer r1).
+    svg = (FIXTURES / "honest" / "shadow_card.svg").read_bytes()
+    full = render_all(svg)
+    assert {output: render(svg, output) for output in outputs()} == dict(full)
+    # A PDF states when it was made: a fixed date, so the bytes do not depend on the clock.
+    assert b"/CreationDate (20000101000000Z)" in full[Output("pdf", 64)]

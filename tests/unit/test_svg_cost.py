@@ -60,7 +60,7 @@ def test_a_refusal_names_what_the_cost_is_spent_on() -> None:
         details[name] = refused.value.detail.split("(", 1)[1].split(";")[0]
     assert details["heavy_path_use.svg"].startswith("geometry 9")
     assert details["filter_chain.svg"].startswith("filters 100%")
-    assert details["mask_canvas_bomb.svg"].startswith("surfaces 9")
+    assert details["mask_canvas_bomb.svg"].startswith("surfaces 100%")
 
 
 def test_a_lower_budget_refuses_what_the_default_accepts() -> None:

@@ -65,7 +65,7 @@ def test_money_round_trips_through_its_data() -> None:
 
 
 def test_svg_original_round_trips_through_its_data() -> None:
-    original = SvgOriginal("originals/ab.svg", "ab12", 2048, 24, 24)
+    original = SvgOriginal("originals/ab.svg", "ab12", 2048, 24, 24, render_cost=31_000)
 
     assert original.to_data() == {
         "key": "originals/ab.svg",
@@ -73,8 +73,14 @@ def test_svg_original_round_trips_through_its_data() -> None:
         "size_bytes": 2048,
         "width": 24,
         "height": 24,
+        "render_cost": 31_000,
     }
     assert SvgOriginal.from_data(original.to_data()) == original
+    unestimated = SvgOriginal("originals/ab.svg", "ab12", 2048, 24, 24)
+    assert unestimated.to_data()["render_cost"] is None
+    with pytest.raises(InvalidValue) as raised:
+        SvgOriginal("originals/ab.svg", "ab12", 2048, 24, 24, render_cost=0)
+    assert raised.value.code == "invalid_svg_original"
 
 
 @pytest.mark.parametrize(
