@@ -11,6 +11,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig
 
+from api.contract import document, exact_parameters
 from api.controllers.audit import AuditController
 from api.controllers.auth import AccountController, AuthController
 from api.controllers.catalog import FamilyController, IconController, IconSetController
@@ -22,7 +23,8 @@ from api.controllers.payments import PaymentController, StripeWebhookController
 from api.errors import EXCEPTION_HANDLERS
 from api.health import HealthController, dependencies_for, metrics_controller
 from api.middleware import request_id_middleware
-from api.rate_limits import RateLimits
+from api.options import allow_middleware
+from api.rate_limits import RateLimits, budget_of
 from api.security_headers import security_headers_middleware
 from infra.bootstrap import Container, bootstrap
 from infra.logs import configure
@@ -47,6 +49,11 @@ def _worker_threads() -> None:
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=COMMAND_THREADS, thread_name_prefix="command")
     )
+
+
+def _metered(method: str, path: str, min_position: bool) -> bool:
+    """Whether the rate limiter meters such a request (the contract documents its 429)."""
+    return budget_of(method, path, min_position=min_position) is not None
 
 
 def create_app(container: Container | None = None) -> Litestar:
@@ -89,8 +96,9 @@ def create_app(container: Container | None = None) -> Litestar:
             AuditController,
         ],
         dependencies=dependencies_for(container, health_pool),
-        middleware=[prometheus.middleware, limits.middleware],
+        middleware=[prometheus.middleware, limits.middleware, allow_middleware],
         exception_handlers=EXCEPTION_HANDLERS,
+        before_request=exact_parameters,
         openapi_config=OpenAPIConfig(
             title="iconmarket API",
             version=API_VERSION,
@@ -104,6 +112,7 @@ def create_app(container: Container | None = None) -> Litestar:
         logging_config=None,
         debug=False,
     )
+    document(app, metered=_metered)
     # Outermost, so that requests no route matched (404, 405) get an id, the security headers
     # and a log line too.
     app.asgi_handler = request_id_middleware(security_headers_middleware(app.asgi_handler))

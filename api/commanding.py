@@ -16,10 +16,11 @@ from commands.results import CommandContext, CommandResult
 from infra.bootstrap import Container
 from infra.logs import request_id_var
 
-_IF_MATCH = re.compile(r'^\s*(?:W/)?"?(\d+)"?\s*$')
-_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
+# The command headers' forms; api/contract.py documents these very patterns.
+IF_MATCH = re.compile(r'^\s*(?:W/)?"?([0-9]{1,18})"?\s*$')
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
 # No ':' so that a caller's id can never pass for the service's own (``stripe:evt_…``).
-_CORRELATION = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+CORRELATION_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
 class CommandAccepted(msgspec.Struct):
@@ -38,7 +39,7 @@ def _expected_version(request: Request[Any, Any, Any]) -> int | None:
     header = request.headers.get("if-match")
     if header is None:
         return None
-    match = _IF_MATCH.match(header)
+    match = IF_MATCH.match(header)
     if match is None:
         raise msgspec.ValidationError('If-Match must be an aggregate version such as "3"')
     return int(match.group(1))
@@ -46,7 +47,7 @@ def _expected_version(request: Request[Any, Any, Any]) -> int | None:
 
 def _idempotency_key(request: Request[Any, Any, Any]) -> str | None:
     key = request.headers.get("idempotency-key")
-    if key is not None and not _KEY.match(key):
+    if key is not None and not IDEMPOTENCY_KEY.match(key):
         raise msgspec.ValidationError(
             "Idempotency-Key must be 1-200 characters of letters, digits and . _ : -"
         )
@@ -60,7 +61,7 @@ def correlation_id(request: Request[Any, Any, Any]) -> str:
     given = request.headers.get("x-correlation-id")
     if given is None:
         return request_id_var.get() or uuid.uuid4().hex
-    if not _CORRELATION.match(given):
+    if not CORRELATION_ID.match(given):
         from litestar.exceptions import ValidationException
 
         raise ValidationException(

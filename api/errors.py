@@ -30,6 +30,7 @@ from commands.payments.port import (
     PaymentProviderRejected,
     PaymentProviderUnavailable,
     WebhookRejected,
+    WebhookUnsigned,
 )
 from domain.errors import (
     DomainError,
@@ -44,6 +45,7 @@ from infra.logs import request_id_var
 from pipelines.errors import MediaRefused
 
 PROBLEM_JSON = "application/problem+json"
+BEARER_CHALLENGE = 'Bearer realm="iconmarket"'
 log = logging.getLogger("iconmarket.api")
 
 
@@ -98,12 +100,14 @@ COMMAND_STATUS: dict[type[CommandError], int] = {
     AlreadyExists: 409,
     ProductUnavailable: 409,
     VersionConflict: 409,
-    IdempotencyKeyReused: 422,
+    # The key's earlier use is state, not a fault of this request: a conflict.
+    IdempotencyKeyReused: 409,
     WeakPassword: 422,
     AccessDenied: 403,
     Unauthenticated: 401,
     PaymentProviderRejected: 502,
     PaymentNotRefundable: 409,
+    WebhookUnsigned: 401,
     WebhookRejected: 400,
 }
 
@@ -118,7 +122,8 @@ def _domain(_request: Request[Any, Any, Any], exc: DomainError) -> Response[Any]
 
 def _command(_request: Request[Any, Any, Any], exc: CommandError) -> Response[Any]:
     status = next((code for kind, code in COMMAND_STATUS.items() if isinstance(exc, kind)), 400)
-    headers = {"WWW-Authenticate": 'Bearer realm="iconmarket"'} if status == 401 else None
+    challenge = getattr(exc, "challenge", BEARER_CHALLENGE)
+    headers = {"WWW-Authenticate": challenge} if status == 401 else None
     return problem(status, exc.code, exc.message, headers=headers)
 
 
@@ -137,8 +142,9 @@ def _stale(_request: Request[Any, Any, Any], exc: StaleRead) -> Response[Any]:
 
 
 def _beyond_head(_request: Request[Any, Any, Any], exc: PositionBeyondHead) -> Response[Any]:
+    # 409, not 422: the position is well formed; the log has not reached it.
     return problem(
-        422, exc.code, str(exc), extra={"min_position": exc.wanted, "position": exc.head}
+        409, exc.code, str(exc), extra={"min_position": exc.wanted, "position": exc.head}
     )
 
 

@@ -28,9 +28,18 @@ from stream.watermark import Mark, covering_mark
 Document = dict[str, Any]
 MARK_POLL_S = 0.05
 
+MAX_POSITION = 2**63 - 1
+"""The largest position a log can have (its notification ids are PostgreSQL bigints)."""
+_POSITION = "A position a command returned: the answer waits until the read model has it."
 # A query's read-your-writes position: ``?min_position=`` or the ``X-Min-Position`` header.
-MinPosition = Annotated[int | None, QueryParameter(name="min_position", ge=0)]
-XMinPosition = Annotated[int | None, HeaderParameter(name="x-min-position", ge=0)]
+MinPosition = Annotated[
+    int | None,
+    QueryParameter(name="min_position", ge=0, le=MAX_POSITION, description=_POSITION),
+]
+XMinPosition = Annotated[
+    int | None,
+    HeaderParameter(name="x-min-position", ge=0, le=MAX_POSITION, description=_POSITION),
+]
 
 
 def wanted_position(query: int | None, header: int | None) -> int | None:

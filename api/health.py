@@ -13,13 +13,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, Response, get
+from litestar import Controller, MediaType, Request, Response, get
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency, Provide
 from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi import ResponseSpec
 from litestar.params import SkipValidation
 from litestar.plugins.prometheus import PrometheusController
 
+from api.contract import facts
 from commands.errors import Unauthenticated
 from domain.account import Role
 from infra.bootstrap import Container
@@ -61,6 +63,7 @@ def _sees_details(request: Request[Any, Any, Any], container: Container) -> bool
 class HealthController(Controller):
     path = "/health"
     tags = ["health"]  # noqa: RUF012
+    opt = facts(public=True)  # probes carry no token
 
     @get("/live", operation_id="getLiveness", summary="The process is up (no dependency checks).")
     async def live(self) -> Liveness:
@@ -71,7 +74,11 @@ class HealthController(Controller):
         operation_id="getReadiness",
         summary="Every dependency answers; 503 names the ones that do not. Latencies and errors "
         "only for an admin's token.",
-        responses={},
+        responses={
+            503: ResponseSpec(
+                data_container=ReadinessReport, description="A dependency does not answer."
+            )
+        },
     )
     async def ready(
         self,
@@ -115,6 +122,17 @@ def metrics_controller(token: str) -> type[PrometheusController]:
 
     class GuardedMetrics(PrometheusController):
         guards = [metrics_guard(token)]  # noqa: RUF012
+        # Not an account's token: 401 only while ICONMARKET_METRICS_TOKEN is set.
+        opt = facts(public=True, problems=(401,))
+
+        @get(
+            media_type=MediaType.TEXT,
+            operation_id="getMetrics",
+            summary="Prometheus metrics in the text exposition format.",
+        )
+        async def get(self) -> Response[bytes]:
+            exposition: Response[bytes] = await PrometheusController.get.fn(self)
+            return exposition
 
     return GuardedMetrics
 

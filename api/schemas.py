@@ -2,19 +2,52 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
-Text = Annotated[str, msgspec.Meta(max_length=2000)]
-Label = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+from domain.account import Role
+from domain.icon_set import IconStyle
+from domain.products import Licence, ProductKind
+
+# The patterns state what the domain accepts, so that a body the schema allows is one the
+# domain takes: a name or label has a character other than white space (the domain collapses
+# white space and refuses what is left empty), an e-mail address has a dot in its domain, and
+# no text holds U+0000 (PostgreSQL's jsonb and text cannot, so the audit could not read such
+# an event). They
+# mean the same in Python (msgspec, the domain) and in JSON Schema's ECMA-262: white space is
+# spelt out (the dialects' ``\s`` differ: U+001C-U+001F, U+0085, U+FEFF), and a whole-string
+# pattern ends in ``(?![\s\S])``, not ``$`` (Python's also matches before a final newline).
+WHITE_SPACE = (
+    "\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0"
+    "\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+)
+"""A class body of the characters Python's ``str.split()`` splits on (``str.isspace``)."""
+END = "(?![\\s\\S])"
+"""The end of the string, in both dialects."""
+NO_NUL = f"^[^\\x00]*{END}"
+"""Text without U+0000."""
+_PRINTED = f"^[^\\x00]*[^\\x00{WHITE_SPACE}][^\\x00]*{END}"
+"""Text without U+0000 and with a character other than white space."""
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=120, pattern=_PRINTED)]
+Text = Annotated[str, msgspec.Meta(max_length=2000, pattern=NO_NUL)]
+Label = Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=_PRINTED)]
 Labels = Annotated[list[Label], msgspec.Meta(max_length=30)]
-Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")]
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern=NO_NUL)]
+_ADDRESS_PART = f"[^@\\x00{WHITE_SPACE}]+"
+Email = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=5,
+        max_length=254,
+        pattern=f"^{_ADDRESS_PART}@{_ADDRESS_PART}\\.{_ADDRESS_PART}{END}",
+    ),
+]
 Password = Annotated[str, msgspec.Meta(min_length=10, max_length=256)]
-Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
-Role = Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
+Currency = Annotated[str, msgspec.Meta(pattern=f"^[A-Z]{{3}}{END}")]
+SelfServiceRole = Literal["customer", "contributor"]
+"""The roles an account may ask for when it registers (`commands.handlers.identity`)."""
 
 
 class MoneyBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -25,8 +58,8 @@ class MoneyBody(msgspec.Struct, forbid_unknown_fields=True):
 class RegisterBody(msgspec.Struct, forbid_unknown_fields=True):
     email: Email
     password: Password
-    roles: Annotated[list[Role], msgspec.Meta(min_length=1, max_length=2)] = msgspec.field(
-        default_factory=lambda: ["customer"]
+    roles: Annotated[list[SelfServiceRole], msgspec.Meta(min_length=1, max_length=2)] = (
+        msgspec.field(default_factory=lambda: ["customer"])
     )
 
 
@@ -71,13 +104,13 @@ class FamilyBody(msgspec.Struct, forbid_unknown_fields=True):
 
 class IconSetBody(msgspec.Struct, forbid_unknown_fields=True):
     name: Name
-    style: Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
+    style: IconStyle
     bundle_price: MoneyBody | None = None
 
 
 class IconSetPatch(msgspec.Struct, forbid_unknown_fields=True):
     name: Name | None = None
-    style: Annotated[str, msgspec.Meta(min_length=1, max_length=20)] | None = None
+    style: IconStyle | None = None
     bundle_price: MoneyBody | None = None
     clear_bundle_price: bool = False
 
@@ -85,7 +118,7 @@ class IconSetPatch(msgspec.Struct, forbid_unknown_fields=True):
 class IconBody(msgspec.Struct, forbid_unknown_fields=True):
     name: Name
     price: MoneyBody
-    licence: Annotated[str, msgspec.Meta(min_length=1, max_length=20)] = "standard"
+    licence: Licence = Licence.STANDARD
     tags: Labels = msgspec.field(default_factory=list)
     categories: Labels = msgspec.field(default_factory=list)
 
@@ -101,7 +134,7 @@ class PriceBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class LicenceBody(msgspec.Struct, forbid_unknown_fields=True):
-    licence: Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
+    licence: Licence
 
 
 class CartBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -109,9 +142,9 @@ class CartBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class CartLineBody(msgspec.Struct, forbid_unknown_fields=True):
-    product_kind: Annotated[str, msgspec.Meta(min_length=1, max_length=10)]
+    product_kind: ProductKind
     product_id: UUID
 
 
 class CancelBody(msgspec.Struct, forbid_unknown_fields=True):
-    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)] = "cancelled by the customer"
+    reason: Reason = "cancelled by the customer"

@@ -4,7 +4,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TypedDict
 
-from domain.errors import ErrorCode, InvalidValue
+from domain.errors import ErrorCode, InvalidValue, InvariantViolated
 
 
 class MoneyData(TypedDict):
@@ -60,7 +60,7 @@ class Money:
 
 def check_same_currency(expected: str, actual: str) -> None:
     if actual != expected:
-        raise InvalidValue(
+        raise InvariantViolated(
             ErrorCode.CURRENCY_MISMATCH, f"expected currency {expected}, got {actual}"
         )
 

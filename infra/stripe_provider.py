@@ -23,6 +23,7 @@ from commands.payments.port import (
     PaymentProviderUnavailable,
     ProviderIntent,
     WebhookRejected,
+    WebhookUnsigned,
 )
 from domain.money import Money
 from infra.settings import Settings
@@ -188,14 +189,14 @@ def build_stripe_provider(
 def verify_webhook(payload: bytes, header: str | None, secret: str, tolerance_s: int) -> object:
     """The webhook's JSON document once its ``Stripe-Signature`` (``t=…,v1=…``, HMAC-SHA256 of
     ``"{t}.{payload}"`` with the endpoint secret) matches and ``t`` is within ``tolerance_s``;
-    otherwise ``WebhookRejected``."""
+    otherwise ``WebhookUnsigned`` (or ``WebhookRejected`` for a signed body that is not JSON)."""
     try:
         text = payload.decode("utf-8")
         stripe.WebhookSignature.verify_header(text, header, secret, tolerance_s)
     except UnicodeDecodeError:
-        raise WebhookRejected("the webhook body is not UTF-8") from None
+        raise WebhookUnsigned("the webhook body is not UTF-8, so no signature can match") from None
     except stripe.SignatureVerificationError as exc:
-        raise WebhookRejected(f"webhook signature refused: {exc.user_message}") from None
+        raise WebhookUnsigned(f"webhook signature refused: {exc.user_message}") from None
     try:
         document: object = json.loads(text)
     except ValueError:

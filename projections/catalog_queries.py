@@ -2,14 +2,15 @@
 
 Only visible icons are ever returned: an icon is visible when it, its set and its family are
 all published. Pagination is by cursor (``search_after`` on the sort values, with the icon id
-as tiebreak), encoded as url-safe base64 JSON.
+as tiebreak). A cursor is readable text that carries its search's order and sort values,
+``newest~1764756000000~<icon id>``, of the form `CURSOR_PATTERN`: every string of that form is
+a page the search can continue from (the API documents the pattern), so a cursor is refused
+only when it is not of the form, never for what it holds.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
+import re
 from typing import Any, Literal
 
 Sort = Literal["relevance", "newest", "popular"]
@@ -62,7 +63,30 @@ ICON_FIELDS = (
 
 
 class InvalidCursor(ValueError):
-    """The cursor was not produced by this search (or was altered)."""
+    """The cursor is not of the form `CURSOR_PATTERN`."""
+
+
+_INTEGER = r"-?[0-9]{1,18}"
+_SCORE = r"-?[0-9]{1,20}(?:\.[0-9]{1,20})?(?:e[+-]?[0-9]{1,3})?"
+_ICON_ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+# The sort values before the icon id, per order (see SORTS): a relevance score, then integers
+# (epoch milliseconds of created_at, purchase and download counts).
+CURSOR_VALUES: dict[str, tuple[str, ...]] = {
+    "relevance": (_SCORE, _INTEGER),
+    "newest": (_INTEGER,),
+    "popular": (_INTEGER, _INTEGER, _INTEGER),
+}
+CURSOR_PATTERN = (
+    "^(?:"
+    + "|".join(
+        f"{sort}" + "".join(f"~{value}" for value in values)
+        for sort, values in CURSOR_VALUES.items()
+    )
+    + f")~{_ICON_ID}(?![\\s\\S])"
+)
+"""Every cursor: its order, its sort values and the icon id, joined by ``~``. The lookahead
+ends the string in Python and ECMA-262 alike (Python's ``$`` allows a final newline)."""
+_CURSOR = re.compile(CURSOR_PATTERN)
 
 
 def visible_icon_filters() -> list[dict[str, Any]]:
@@ -74,22 +98,24 @@ def visible_icon_filters() -> list[dict[str, Any]]:
     ]
 
 
-def encode_cursor(values: list[Any]) -> str:
-    raw = json.dumps(values, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def encode_cursor(sort: str, values: list[Any]) -> str:
+    """The cursor after a hit of a search in ``sort`` order whose sort values are ``values``."""
+    *before, icon_id = values
+    shown = [repr(float(before[0])) if sort == "relevance" else str(int(before[0]))]
+    shown += [str(int(value)) for value in before[1:]]
+    return "~".join([sort, *shown, str(icon_id)])
 
 
-def decode_cursor(cursor: str, length: int) -> list[Any]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        values = json.loads(raw)
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidCursor(f"invalid cursor {cursor!r}: not url-safe base64 JSON") from exc
-    if not isinstance(values, list) or len(values) != length:
-        raise InvalidCursor(f"invalid cursor {cursor!r}: it does not match sort order")
-    if not all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in values):
-        raise InvalidCursor(f"invalid cursor {cursor!r}: unexpected sort values")
-    return values
+def decode_cursor(cursor: str) -> tuple[str, list[Any]]:
+    """The order and the ``search_after`` values of ``cursor``."""
+    if not _CURSOR.search(cursor):
+        raise InvalidCursor(
+            f"invalid cursor {cursor!r}: pass a next_cursor a search answered as it is"
+        )
+    sort, *values, icon_id = cursor.strip().split("~")
+    numbers: list[Any] = [float(values[0]) if sort == "relevance" else int(values[0])]
+    numbers += [int(value) for value in values[1:]]
+    return sort, [*numbers, icon_id]
 
 
 def shape_icon(source: dict[str, Any]) -> dict[str, Any]:
@@ -234,6 +260,9 @@ def search(
     cursor: str | None = None,
     size: int = 20,
 ) -> dict[str, Any]:
+    after: list[Any] | None = None
+    if cursor is not None:  # a cursor continues the search it came from, in its order
+        sort, after = decode_cursor(cursor)
     if sort not in SORTS:
         raise ValueError(f"sort must be one of {sorted(SORTS)}, not {sort!r}")
     order = SORTS[sort]
@@ -259,13 +288,13 @@ def search(
         "track_total_hits": True,
         "aggs": _aggregations(),
     }
-    if cursor is not None:
-        body["search_after"] = decode_cursor(cursor, len(order))
+    if after is not None:
+        body["search_after"] = after
     # The shard request cache holds whole responses until the next refresh that changes the
     # index, so a repeated search between catalog changes skips the query and the facets.
     response = client.search(index=index, body=body, params={"request_cache": "true"})
     hits = response["hits"]["hits"]
-    next_cursor = encode_cursor(hits[-1]["sort"]) if len(hits) == size and hits else None
+    next_cursor = encode_cursor(sort, hits[-1]["sort"]) if len(hits) == size and hits else None
     return {
         "hits": [shape_icon(hit["_source"]) for hit in hits],
         "facets": _facets(response["aggregations"]),

@@ -11,6 +11,7 @@ from litestar import Controller, Request, Response, get, post, put
 from litestar.params import FromPath, JSONBody
 
 from api.commanding import ANONYMOUS, CommandAccepted, actor_of, dispatch
+from api.contract import facts
 from api.controllers.deps import ContainerDep
 from api.schemas import (
     MeResponse,
@@ -40,6 +41,7 @@ class AuthController(Controller):
     @post(
         "/register",
         operation_id="registerAccount",
+        opt=facts(public=True, command=True),
         status_code=202,
         summary="Create an account (roles: customer and/or contributor).",
         description=(
@@ -66,6 +68,7 @@ class AuthController(Controller):
     @post(
         "/token",
         operation_id="issueToken",
+        opt=facts(public=True, problems=(401,)),  # refused credentials
         status_code=200,
         summary="Exchange e-mail and password, or a refresh token, for a token pair.",
     )

@@ -9,6 +9,7 @@ from litestar import Request, Response, patch, post, put
 from litestar.params import FromPath, JSONBody
 
 from api.commanding import CommandAccepted, dispatch
+from api.contract import facts
 from api.controllers.catalog_queries import FamilyQueries, IconQueries, SetQueries
 from api.controllers.deps import ContainerDep
 from api.schemas import (
@@ -35,7 +36,13 @@ class FamilyController(FamilyQueries):
     path = "/v1/families"
     tags = ["catalog"]  # noqa: RUF012
 
-    @post("/", operation_id="createFamily", status_code=201, summary="Create a family.")
+    @post(
+        "/",
+        operation_id="createFamily",
+        opt=facts(creates="family"),
+        status_code=201,
+        summary="Create a family.",
+    )
     async def create(
         self, request: Req, container: ContainerDep, data: JSONBody[FamilyBody]
     ) -> Accepted:
@@ -94,6 +101,7 @@ class FamilyController(FamilyQueries):
     @post(
         "/{family_id:uuid}/sets",
         operation_id="createIconSet",
+        opt=facts(creates="set"),
         status_code=201,
         summary="Create a set in a family.",
     )
@@ -164,6 +172,7 @@ class IconSetController(SetQueries):
     @post(
         "/{set_id:uuid}/icons",
         operation_id="createIcon",
+        opt=facts(creates="icon"),
         status_code=201,
         summary="Create an icon in a set (its SVG is uploaded separately).",
     )

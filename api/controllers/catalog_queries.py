@@ -18,6 +18,7 @@ from litestar import Controller, Request, Response, get
 from litestar.exceptions import ValidationException
 from litestar.params import FromPath, Parameter
 
+from api.contract import facts
 from api.controllers.deps import ContainerDep
 from api.freshness import (
     CATALOG,
@@ -32,6 +33,8 @@ from projections import catalog_queries as queries
 from projections.catalog_alias import CATALOG_ALIAS
 
 Req = Request[Any, Any, Any]
+PUBLIC_READ = facts(public=True, cached=True)
+"""Catalog reads need no token and answer If-None-Match with 304."""
 CACHE_CONTROL = "public, max-age=30, stale-while-revalidate=60"
 
 
@@ -84,6 +87,7 @@ class IconQueries(Controller):
     @get(
         "/search",
         operation_id="searchIcons",
+        opt=PUBLIC_READ,
         summary="Search published icons: typo-tolerant, synonym-aware; filters, facets with "
         "exact counts, cursor pagination.",
     )
@@ -100,7 +104,10 @@ class IconQueries(Controller):
         licence: Literal["standard", "extended"] | None = None,
         price: Literal["free", "paid"] | None = None,
         sort: Literal["relevance", "newest", "popular"] = "relevance",
-        cursor: Annotated[str | None, Parameter(max_length=2000)] = None,
+        cursor: Annotated[
+            str | None,
+            Parameter(pattern=queries.CURSOR_PATTERN, description="A next_cursor, as it is."),
+        ] = None,
         size: Annotated[int, Parameter(ge=1, le=100)] = 20,
         min_position: MinPosition = None,
         x_min_position: XMinPosition = None,
@@ -128,6 +135,7 @@ class IconQueries(Controller):
     @get(
         "/suggest",
         operation_id="suggestIcons",
+        opt=PUBLIC_READ,
         summary="Icon names that start with a prefix (autocomplete).",
     )
     async def suggest(  # noqa: PLR0917 - the prefix, the size and the freshness pair
@@ -145,7 +153,7 @@ class IconQueries(Controller):
         )
         return _cached(request, {"suggestions": names}, position)
 
-    @get("/{icon_id:uuid}", operation_id="getIcon", summary="One published icon.")
+    @get("/{icon_id:uuid}", operation_id="getIcon", opt=PUBLIC_READ, summary="One published icon.")
     async def icon(
         self,
         request: Req,
@@ -166,7 +174,7 @@ class IconQueries(Controller):
 class FamilyQueries(Controller):
     """Family reads, inherited by `api.controllers.catalog.FamilyController`."""
 
-    @get("/", operation_id="listFamilies", summary="Published families.")
+    @get("/", operation_id="listFamilies", opt=PUBLIC_READ, summary="Published families.")
     async def families(
         self,
         request: Req,
@@ -178,7 +186,12 @@ class FamilyQueries(Controller):
         found = await _read(lambda: queries.list_families(container.opensearch, CATALOG_ALIAS))
         return _cached(request, {"families": found}, position)
 
-    @get("/{family_id:uuid}", operation_id="getFamily", summary="One published family.")
+    @get(
+        "/{family_id:uuid}",
+        operation_id="getFamily",
+        opt=PUBLIC_READ,
+        summary="One published family.",
+    )
     async def family(
         self,
         request: Req,
@@ -199,7 +212,12 @@ class FamilyQueries(Controller):
 class SetQueries(Controller):
     """Set reads, inherited by `api.controllers.catalog.IconSetController`."""
 
-    @get("/", operation_id="listSets", summary="Published sets, optionally of one family.")
+    @get(
+        "/",
+        operation_id="listSets",
+        opt=PUBLIC_READ,
+        summary="Published sets, optionally of one family.",
+    )
     async def sets(
         self,
         request: Req,
@@ -216,7 +234,7 @@ class SetQueries(Controller):
         )
         return _cached(request, {"sets": found}, position)
 
-    @get("/{set_id:uuid}", operation_id="getSet", summary="One published set.")
+    @get("/{set_id:uuid}", operation_id="getSet", opt=PUBLIC_READ, summary="One published set.")
     async def icon_set(
         self,
         request: Req,

@@ -10,6 +10,7 @@ from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.params import FromPath, JSONBody
 
 from api.commanding import CommandAccepted, actor_of, dispatch
+from api.contract import facts
 from api.controllers.deps import ContainerDep
 from api.controllers.me import customer_read
 from api.freshness import (
@@ -32,6 +33,8 @@ from projections.cart_view import EXPIRED, CartReader
 
 Req = Request[Any, Any, Any]
 Accepted = Response[CommandAccepted]
+CART = facts(problems=(410,))
+"""A cart's routes: an expired cart is 410 cart_expired."""
 
 
 def _owner(container: Container, cart_id: UUID) -> str:
@@ -46,6 +49,7 @@ class CartController(Controller):
     @get(
         "/{cart_id:uuid}",
         operation_id="getCart",
+        opt=CART,
         summary="A cart from the read model; pass min_position (or X-Min-Position) to read your "
         "own write: the answer waits until it is applied, or is 503 stale.",
     )
@@ -90,6 +94,7 @@ class CartController(Controller):
     @get(
         "/me",
         operation_id="getMyCart",
+        opt=facts(problems=(404,)),  # no open cart
         summary="The caller's current cart (the most recently opened one still open); pass "
         "min_position (or X-Min-Position) to read your own write.",
     )
@@ -119,7 +124,13 @@ class CartController(Controller):
             raise AggregateNotFound("you have no open cart")
         return Response(cart, headers={"X-Projection-Position": str(cart["position"])})
 
-    @post("/", operation_id="openCart", status_code=201, summary="Open a cart in a currency.")
+    @post(
+        "/",
+        operation_id="openCart",
+        opt=facts(creates="cart"),
+        status_code=201,
+        summary="Open a cart in a currency.",
+    )
     async def open(
         self, request: Req, container: ContainerDep, data: JSONBody[CartBody]
     ) -> Accepted:
@@ -130,6 +141,7 @@ class CartController(Controller):
     @post(
         "/{cart_id:uuid}/lines",
         operation_id="addToCart",
+        opt=CART,
         status_code=202,
         summary="Add an icon or a set; its current price is taken now.",
     )
@@ -148,6 +160,7 @@ class CartController(Controller):
     @delete(
         "/{cart_id:uuid}/lines/{product_kind:str}/{product_id:uuid}",
         operation_id="removeFromCart",
+        opt=CART,
         status_code=202,
         summary="Remove one line.",
     )
@@ -167,6 +180,7 @@ class CartController(Controller):
     @delete(
         "/{cart_id:uuid}/lines",
         operation_id="clearCart",
+        opt=CART,
         status_code=202,
         summary="Remove every line.",
     )
@@ -178,6 +192,7 @@ class CartController(Controller):
     @post(
         "/{cart_id:uuid}/checkout",
         operation_id="checkOut",
+        opt=facts(problems=(410,), creates="order"),
         status_code=201,
         summary="Close the cart and place its order (the result's id is the order's).",
     )

@@ -12,14 +12,17 @@ from litestar import Controller, Request, Response, get
 from litestar.params import FromPath, QueryParameter
 
 from api.commanding import command_context, run_command
+from api.contract import facts
 from api.controllers.deps import ContainerDep
 from commands import messages as m
 from commands.unit_of_work import UnitOfWork
 from domain.icon import Icon, IconFile
+from domain.media import MediaFormat
 from infra.bootstrap import Container
 
 Req = Request[Any, Any, Any]
 EXTENSIONS = {"svg": "svg", "png": "png", "webp": "webp", "pdf": "pdf"}
+MAX_INT64 = 2**63 - 1
 
 
 class DownloadLink(msgspec.Struct):
@@ -59,6 +62,7 @@ class DownloadController(Controller):
     @get(
         "/{icon_id:uuid}/download",
         operation_id="downloadIcon",
+        opt=facts(command=True),  # records the download
         status_code=302,
         summary="Download an icon file: records the download, then redirects (302) to a "
         "short-lived presigned URL. Free published icons' PNG, WebP and PDF for any customer; "
@@ -70,17 +74,21 @@ class DownloadController(Controller):
         request: Req,
         container: ContainerDep,
         icon_id: FromPath[UUID],
-        format: Annotated[str, QueryParameter(description="png, webp, pdf or svg")] = "png",
+        format: Annotated[MediaFormat, QueryParameter(description="The file's format.")] = (
+            MediaFormat.PNG
+        ),
         size: Annotated[
             int | None,
-            QueryParameter(gt=0, description="raster edge in px (default: largest)"),
+            QueryParameter(
+                ge=1, le=MAX_INT64, description="Raster edge in px (default: the largest)."
+            ),
         ] = None,
     ) -> Response[DownloadLink]:
         ctx = command_context(request, container)
         result = await run_command(
-            container, m.RecordDownload(icon_id=icon_id, format=format, size=size), ctx
+            container, m.RecordDownload(icon_id=icon_id, format=format.value, size=size), ctx
         )
-        url, file = await asyncio.to_thread(_link, container, icon_id, format, size)
+        url, file = await asyncio.to_thread(_link, container, icon_id, format.value, size)
         body = DownloadLink(
             url=url,
             expires_in_s=container.settings.download_url_ttl_s,

@@ -19,6 +19,7 @@ from litestar.exceptions import HTTPException
 from litestar.params import FromPath
 
 from api.commanding import command_context, result_headers
+from api.contract import facts
 from api.controllers.deps import ContainerDep
 from commands.errors import AggregateNotFound
 from commands.handlers.common import authorize
@@ -228,6 +229,7 @@ class IconMediaController(Controller):
     @put(
         "/{icon_id:uuid}/svg",
         operation_id="uploadIconSvg",
+        opt=facts(upload=sorted(SVG_TYPES)),
         status_code=202,
         summary="Upload an icon's SVG (owner only).",
         description=(
@@ -338,6 +340,7 @@ class ImportController(Controller):
     @post(
         "/sets/{set_id:uuid}/imports",
         operation_id="importIconZip",
+        opt=facts(upload=sorted(ZIP_TYPES)),
         status_code=201,
         summary="Import a zip batch of SVGs with a manifest.json into a set (owner only).",
         description=(
@@ -395,6 +398,7 @@ class ImportController(Controller):
     @get(
         "/schemas/import-manifest.json",
         operation_id="getImportManifestSchema",
+        opt=facts(public=True),
         summary="The JSON Schema of a zip batch's manifest.json.",
         media_type="application/schema+json",
     )

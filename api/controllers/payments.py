@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -11,7 +11,9 @@ from litestar import Controller, Request, Response, post
 from litestar.params import FromPath, JSONBody
 
 from api.commanding import command_context
+from api.contract import STRIPE_SIGNATURE, facts
 from api.controllers.deps import ContainerDep
+from api.schemas import Reason
 from commands.payments.webhooks import handle_event, parse_event
 from infra.stripe_provider import verify_webhook
 
@@ -36,9 +38,7 @@ class PaymentView(msgspec.Struct):
 
 
 class RefundBody(msgspec.Struct, forbid_unknown_fields=True):
-    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)] = (
-        "refunded by an administrator"
-    )
+    reason: Reason = "refunded by an administrator"
 
 
 class RefundView(msgspec.Struct):
@@ -64,6 +64,7 @@ class PaymentController(Controller):
     @post(
         "/{order_id:uuid}/payments",
         operation_id="payOrder",
+        opt=facts(problems=(502,)),  # Stripe refused
         status_code=201,
         summary="Start paying an order (its owner): opens a payment attempt and answers the "
         "Stripe PaymentIntent's client secret. Repeating it while the attempt is pending answers "
@@ -88,6 +89,7 @@ class PaymentController(Controller):
     @post(
         "/{order_id:uuid}/refund",
         operation_id="refundOrder",
+        opt=facts(problems=(502,)),  # Stripe refused
         status_code=202,
         summary="Refund a paid order in full through Stripe and revoke what it granted "
         "(administrators only).",
@@ -118,6 +120,8 @@ class StripeWebhookController(Controller):
     @post(
         "/stripe",
         operation_id="stripeWebhook",
+        # Stripe signs it instead of a token; its events run commands without the command headers.
+        opt=facts(public=True, security=STRIPE_SIGNATURE, command=False, problems=(400, 401, 503)),
         status_code=200,
         summary="Stripe's webhook endpoint: verifies the Stripe-Signature header (400 when "
         "missing, wrong or stale; nothing recorded), then applies each event id once.",

@@ -84,6 +84,13 @@ class PaymentNotRefundable(CommandError):
 
 
 class WebhookRejected(CommandError):
-    """A webhook whose signature is missing, wrong or too old, or whose body is not an event."""
+    """A signed webhook whose body is not an event (or not one we can apply)."""
 
     code = "webhook_rejected"
+
+
+class WebhookUnsigned(WebhookRejected):
+    """A webhook whose Stripe-Signature is missing, wrong or too old: nothing says it is
+    Stripe's, so it is unauthenticated (the signature is its credential)."""
+
+    challenge = 'Stripe-Signature realm="iconmarket"'

@@ -13,6 +13,7 @@ import datetime as dt
 import decimal
 import enum
 import heapq
+import re
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -126,11 +127,15 @@ def state_at(
     version: int | None = None,
     at: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """The aggregate as it was at ``version`` or at time ``at`` (else now), rendered as JSON.
+    """The aggregate as it was at ``version``, or at time ``at`` (the last version at or
+    before it), or at the earlier of the two when both are given (else now), as JSON.
 
     The repository replays from the nearest snapshot where the application keeps snapshots."""
     app = locate(container, aggregate_id)
-    wanted = version_at(app, aggregate_id, at) if at is not None else version
+    bounds = [version] if version is not None else []
+    if at is not None:
+        bounds.append(version_at(app, aggregate_id, at))
+    wanted = min(bounds) if bounds else None
     head = app.recorder.select_events(aggregate_id, desc=True, limit=1)[0].originator_version
     if wanted is not None and not 1 <= wanted <= head:
         raise AggregateNotFound(f"aggregate {aggregate_id} has versions 1 to {head}, not {wanted}")
@@ -241,22 +246,30 @@ def scan(
 Cursor = dict[str, int]
 
 
+_CURSOR_PART = f"(?:{'|'.join(CONTEXT_NAMES)}):[0-9]{{1,18}}"
+CURSOR_PATTERN = f"^(?:[0-9]{{1,18}}|{_CURSOR_PART}(?:,{_CURSOR_PART})*)$"
+"""The form of a log cursor (the API documents this very pattern): a position, or positions
+per log, of at most 18 digits (a PostgreSQL bigint)."""
+_CURSOR = re.compile(CURSOR_PATTERN)
+
+
 def parse_cursor(text: str | None, names: Sequence[str]) -> Cursor:
     """``catalog:124,commerce:457`` → each log's first position to read (1 for a log it does
     not name; logs outside ``names`` are ignored); a bare number applies to every log in
-    ``names``. Raises ValueError when malformed."""
+    ``names``. Raises ValueError when it does not match `CURSOR_PATTERN`."""
     cursor = dict.fromkeys(names, 1)
     if not text:
         return cursor
-    if text.strip().isdigit():
+    if not _CURSOR.search(text):
+        raise ValueError(
+            f"from_position {text!r} is not a position or <context>:<position> pairs with a "
+            f"context of {list(CONTEXT_NAMES)}"
+        )
+    text = text.strip()
+    if text.isdigit():
         return dict.fromkeys(names, int(text))
     for part in text.split(","):
-        name, sep, number = part.strip().partition(":")
-        if not sep or not number.isdigit() or name not in CONTEXT_NAMES:
-            raise ValueError(
-                f"from_position part {part!r} is not <context>:<position> with a context of "
-                f"{list(CONTEXT_NAMES)}"
-            )
+        name, _, number = part.partition(":")
         if name in cursor:
             cursor[name] = int(number)
     return cursor

@@ -143,7 +143,7 @@ def _stale_and_beyond_head(container: Container) -> None:
     assert stale.headers["retry-after"] == "1"
     assert stale.json()["code"] == "stale"
     assert stale.json()["min_position"] == opened.position
-    assert beyond.status_code == 422, beyond.text
+    assert beyond.status_code == 409, beyond.text
     assert beyond.json()["code"] == "position_beyond_head"
     assert beyond.json()["min_position"] == 10**12
     assert beyond.json()["position"] >= (head or 0)

@@ -188,8 +188,11 @@ def test_state_at_a_version_and_at_a_time(
     assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
     too_far = client.get(url, params={"version": 5}, headers=auditor)
     assert (too_far.status_code, too_far.json()["code"]) == (404, "not_found")
-    both = client.get(url, params={"version": 1, "at": paid_at}, headers=auditor)
-    assert (both.status_code, both.json()["code"]) == (422, "validation_failed")
+    # Both bounds: the earlier of the two.
+    both = client.get(url, params={"version": 4, "at": paid_at}, headers=auditor).json()
+    assert (both["version"], both["state"]["status"]) == (3, "paid")
+    both = client.get(url, params={"version": 2, "at": paid_at}, headers=auditor).json()
+    assert (both["version"], both["state"]["status"]) == (2, "payment_processing")
     naive = client.get(url, params={"at": "2026-01-01T00:00:00"}, headers=auditor)
     assert (naive.status_code, naive.json()["code"]) == (422, "validation_failed")
 

@@ -12,8 +12,8 @@ computed with ``commands.policy.decide``:
   index), that outcome is the exact refusal.
 - ``401``: no valid token (``unauthenticated``, ``WWW-Authenticate: Bearer``).
 - ``403``: refused by the access policy (``forbidden``).
-- ``400``: Stripe's webhook with a signature that is not Stripe's (``webhook_rejected``): it
-  is authenticated by its signature, not by a token.
+- ``401s``: Stripe's webhook with a signature that is not Stripe's (``webhook_rejected``,
+  ``WWW-Authenticate: Stripe-Signature``): it is authenticated by its signature, not by a token.
 
 No route answers 404 for someone else's resource: the rules refuse it with 403 (docs/api.md:
 another customer's cart is 403 at once), so no cell says 404.
@@ -94,7 +94,7 @@ ROLES: dict[str, frozenset[str]] = {
 }
 OK = "ok"
 REFUSALS = {
-    "400": (400, "webhook_rejected"),
+    "401s": (401, "webhook_rejected"),
     "401": (401, "unauthenticated"),
     "403": (403, "forbidden"),
 }
@@ -111,7 +111,7 @@ CUSTOMERS =         "401  ok   ok   403  403  403  ok   ok   403  403"
 CUSTOMER_OWNER =    "401  ok   403  403  403  403  ok   ok   403  403"
 AUDITORS =          "401  403  403  403  403  ok   ok   ok   403  403"
 METRICS_TOKEN =     "401  401  401  401  401  401  401  401  401  401"
-STRIPE_SIGNED =     "400  400  400  400  400  400  400  400  400  400"
+STRIPE_SIGNED =     "401s 401s 401s 401s 401s 401s 401s 401s 401s 401s"
 # fmt: on
 
 # One row per operation, named by its operationId (or "METHOD path" when it has none).
@@ -364,7 +364,8 @@ def _assert_problem(response: Any, status: int, code: str) -> None:
     body = response.json()
     assert (body["status"], body["code"]) == (status, code)
     if status == 401:
-        assert response.headers["www-authenticate"] == 'Bearer realm="iconmarket"'
+        scheme = "Stripe-Signature" if code == "webhook_rejected" else "Bearer"
+        assert response.headers["www-authenticate"] == f'{scheme} realm="iconmarket"'
 
 
 def _call_for(bench: Bench, operation: str, actor: str) -> tuple[Call, Actor | None]:

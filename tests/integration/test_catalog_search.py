@@ -372,10 +372,25 @@ def test_cursor_pagination_walks_every_hit_once(
 
 
 def test_a_bad_cursor_is_rejected(client: OpenSearch, index: str, catalog: dict[str, str]) -> None:
-    with pytest.raises(queries.InvalidCursor, match="invalid cursor"):
-        queries.search(client, index, cursor="not-a-cursor!")
-    with pytest.raises(queries.InvalidCursor, match="does not match"):
-        queries.search(client, index, sort="newest", cursor=queries.encode_cursor([1]))
+    home = catalog["home"]
+    for bad in (
+        "not-a-cursor!",
+        "newest~1",
+        f"newest~x~{home}",
+        f"newest~1~2~{home}",
+        f"top~1~{home}",
+    ):
+        with pytest.raises(queries.InvalidCursor, match="invalid cursor"):
+            queries.search(client, index, cursor=bad)
+
+
+def test_a_cursor_continues_in_its_own_order(
+    client: OpenSearch, index: str, catalog: dict[str, str]
+) -> None:
+    first = queries.search(client, index, sort="newest", size=2)
+    assert first["next_cursor"].startswith("newest~")
+    following = queries.search(client, index, sort="relevance", cursor=first["next_cursor"], size=2)
+    assert _names(following) == ["arrow-left", "trash"]
 
 
 def _library_event(

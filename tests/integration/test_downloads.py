@@ -186,7 +186,7 @@ def test_refusals_are_problems_and_record_nothing(
         (headers, shop.paid, {"format": "png"}, 403, "not_entitled"),
         (headers, shop.free, {"format": "svg"}, 403, "not_entitled"),
         (headers, shop.free, {"format": "png", "size": 100}, 404, "format_unavailable"),
-        (headers, shop.free, {"format": "gif"}, 422, "invalid_choice"),
+        (headers, shop.free, {"format": "gif"}, 422, "validation_failed"),
         (headers, uuid.uuid4(), {"format": "png"}, 404, "not_found"),
         (
             {**headers, "Idempotency-Key": "not a key!"},

@@ -222,7 +222,7 @@ def test_a_signed_success_pays_grants_and_replays_append_nothing(
 
 
 @pytest.mark.parametrize("case", ["unsigned", "bad_signature", "wrong_secret", "stale"])
-def test_webhooks_that_are_not_signed_by_stripe_now_are_400_and_record_nothing(
+def test_webhooks_that_are_not_signed_by_stripe_now_are_401_and_record_nothing(
     client: Client,
     app_container: Container,
     icons: tuple[UUID, ...],
@@ -241,7 +241,8 @@ def test_webhooks_that_are_not_signed_by_stripe_now_are_400_and_record_nothing(
     }
     heads = log_heads(app_container.applications)
     response = _post_webhook(client, settings, body, signature=signatures[case])
-    assert response.status_code == 400
+    assert response.status_code == 401  # the signature is the webhook's credential
+    assert response.headers["www-authenticate"] == 'Stripe-Signature realm="iconmarket"'
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["code"] == "webhook_rejected"
     if case == "stale":

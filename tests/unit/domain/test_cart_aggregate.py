@@ -122,7 +122,7 @@ def test_all_lines_are_in_the_cart_currency(trace: Trace, rejects: Rejects) -> N
 
     rejects(
         cart,
-        InvalidValue,
+        InvariantViolated,
         "currency_mismatch",
         lambda: cart.add_line(
             product=ICON, unit_price=Money(300, "USD"), licence=Licence.STANDARD, **trace

@@ -53,7 +53,7 @@ def test_money_adds_and_sums_within_one_currency() -> None:
 
 
 def test_money_refuses_to_add_different_currencies() -> None:
-    with pytest.raises(InvalidValue) as raised:
+    with pytest.raises(InvariantViolated) as raised:
         Money(100, "EUR") + Money(100, "USD")
 
     assert raised.value.code == "currency_mismatch"

@@ -229,7 +229,7 @@ def test_an_icon_line_needs_a_version_and_a_set_line_none(
         ([], InvariantViolated, "order_empty"),
         (
             [ICON_LINE, OrderLine(SET, Money(100, "USD"), Licence.STANDARD, None)],
-            InvalidValue,
+            InvariantViolated,
             "currency_mismatch",
         ),
         ([ICON_LINE, ICON_LINE], InvariantViolated, "duplicate_order_line"),
