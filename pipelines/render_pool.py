@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import logging
 import multiprocessing
 import os
 import resource
@@ -49,6 +50,8 @@ from pipelines.render import (
     render_missing,
 )
 from stream.failures import TransientError
+
+log = logging.getLogger("iconmarket.media")
 
 DEFAULT_DEADLINE_S = 5.0
 MEMORY_BYTES = 1 << 30
@@ -242,7 +245,9 @@ class RenderPool:
             lost = RenderProcessLost(f"the render pool failed: {type(exc).__name__}: {exc}")
             with self._lock:
                 self._broken = lost
-            raise
+            log.exception(
+                "render pool failed; every pass fails as transient", extra={"pool": self.name}
+            )
         finally:
             self._shutdown(lost)
 

@@ -152,3 +152,22 @@ def _gone(pid: int, wait_s: float = 10) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.01)
+
+
+def test_a_pool_that_cannot_start_processes_fails_every_pass_as_transient(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pool = RenderPool(1, deadline_s=1, name="test-broken")
+
+    def no_processes() -> object:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(pool, "_spawn", no_processes)
+    try:
+        first = pool.submit(HONEST, PNG)
+        with pytest.raises(RenderProcessLost, match="the render pool failed: OSError"):
+            first.result(timeout=10)
+        with pytest.raises(RenderProcessLost, match="the render pool failed"):
+            pool.submit(HONEST, PNG)
+    finally:
+        pool.close()
