@@ -12,7 +12,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ["roundtrip", "commands", "relay", "queries", "freshness", "media", "audit"]
+BENCHMARKS = [
+    "roundtrip",
+    "commands",
+    "relay",
+    "queries",
+    "freshness",
+    "media",
+    "hostile",
+    "audit",
+]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
