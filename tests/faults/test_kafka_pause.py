@@ -26,7 +26,7 @@ from infra.bootstrap import Container
 from infra.settings import Settings
 from stream.envelope import decode
 from stream.relay import Relay, RelayPositions
-from tests.e2e.test_run import running_app
+from tests.e2e.test_run import app_process
 from tests.faults.harness import paused, read_topic, relaying, sample
 from tests.support import ctx, eventually, published_catalog, scratch_topic, wait_for_saved_position
 
@@ -36,6 +36,11 @@ PAUSE_S = 20.0
 ICONS = 8  # lines the HTTP customer adds during the pause, one read after each
 CARTS = 12  # carts the in-process writer fills during the pause, ICONS lines each
 READ_TIMEOUT_S = 1.0  # the API's read-your-writes wait
+# The app's consumers keep their group membership through the freeze (a session longer than
+# it). With the default 10 s session a 20 s freeze drops every consumer from its group, and in
+# one run of three the carts read model then did not catch up within 60 s: not proven yet,
+# see docs/reliability.md.
+KEEPS_ITS_SESSION = {"ICONMARKET_KAFKA_SESSION_TIMEOUT_S": "45"}
 
 
 @pytest.fixture
@@ -111,8 +116,8 @@ def test_a_frozen_kafka_delays_the_relay_and_reads_answer_fresh_or_stale(
         written.extend(future.result().position for future in futures)
 
     with (
-        running_app(read_timeout_s=READ_TIMEOUT_S) as base,
-        httpx.Client(base_url=base, headers=auth, timeout=30) as client,
+        app_process(READ_TIMEOUT_S, env=KEEPS_ITS_SESSION) as app,
+        httpx.Client(base_url=app.base, headers=auth, timeout=30) as client,
         relaying(relay),
     ):
         opened = client.post("/v1/carts", json={"currency": "USD"}).json()
@@ -166,7 +171,7 @@ def test_a_frozen_kafka_delays_the_relay_and_reads_answer_fresh_or_stale(
         assert wait_for_saved_position(settings, topic, last, 60) >= last
         assert eventually(lambda: _lag(topic) == 0, 30), f"lag {_lag(topic)} after the pause"
         final = _read_until_fresh(client, cart_id, reads[-1].position)
-        assert final.status_code == 200, final.text
+        assert final.status_code == 200, (final.text, _consumer_lines(app.log))
         assert sorted(line["product_id"] for line in final.json()["lines"]) == sorted(
             str(icon_id) for icon_id in catalog.icon_ids
         )
@@ -188,6 +193,11 @@ def test_a_frozen_kafka_delays_the_relay_and_reads_answer_fresh_or_stale(
         f"lag_in_pause={lag_in_pause} retries={relay.stats.retries} reads={len(reads)} "
         f"stale={stale} fresh={len(reads) - stale}"
     )
+
+
+def _consumer_lines(log: list[str]) -> list[str]:
+    """What the app's consumers said (for a read model that did not catch up)."""
+    return [line for line in log if '"iconmarket.consumer' in line][-40:]
 
 
 def _read_until_fresh(client: httpx.Client, cart_id: str, position: int) -> httpx.Response:
