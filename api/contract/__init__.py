@@ -27,7 +27,7 @@ is built (`document`), and makes the API take requests as the document says:
 Post-processing the generated document, rather than ``responses=`` on every handler, is what
 keeps this in one place: a handler's ``responses`` cannot point at shared components nor drop
 the generated 400, and a new route gets its problems from the same facts without a list to
-keep in step. ``tests/unit/test_api_contract.py`` checks the rules; the e2e contract test runs
+keep in step. ``tests/unit/test_contract_rules.py`` checks the rules; the e2e contract test runs
 schemathesis over the whole document against the real API.
 """
 

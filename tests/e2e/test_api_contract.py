@@ -15,7 +15,7 @@ Two settings of the run say what this deployment is, not what the checks accept:
   parameters the document does not name and expect a refusal. HTTP lets any request carry
   headers an API does not know (proxies and tracers add them) and the API ignores unknown query
   parameters; unknown body fields are refused, which the document says (``additionalProperties:
-  false``) and tests/unit/test_api_contract.py checks struct by struct.
+  false``) and tests/unit/test_contract_rules.py checks struct by struct.
 - The operations that wait for ``min_position`` may answer 503 ``stale``: the test's API runs
   without a relay and projections (its scratch log is never projected), so a wait for one of
   its positions is stale by construction. Every other 5xx is a failure, there as anywhere.
