@@ -433,10 +433,12 @@ def test_a_token_request_without_credentials_is_refused(
     _unauthenticated(response, "send email and password, or refresh_token")
 
 
-def test_registering_as_an_admin_is_forbidden(
+def test_registering_as_an_admin_is_refused(
     client: TestClient,  # type: ignore[type-arg]
     container: Container,
 ) -> None:
+    """Self-service registration offers only customer and contributor: the schema's enum says
+    so, and any other role is refused as invalid input before anything is written."""
     email = _email()
     correlation_id = f"jwt-{uuid.uuid4().hex}"
     heads = log_heads(container.applications)
@@ -447,8 +449,11 @@ def test_registering_as_an_admin_is_forbidden(
         headers={"X-Correlation-ID": correlation_id},
     )
 
-    assert response.status_code == 403, response.text
-    assert response.json()["code"] == "forbidden"
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "validation_failed"
+    assert response.json()["errors"] == [
+        {"message": "Invalid enum value 'admin'", "key": "roles[1]", "source": "body"}
+    ]
     watched = {Account.create_id(email)}
     assert appended_since(container.applications, heads, correlation_id, watched) == []
 
