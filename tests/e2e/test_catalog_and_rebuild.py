@@ -169,8 +169,13 @@ def test_a_catalog_rebuild_equals_the_live_index_and_takes_over(
     assert rebuilt != live
     assert f"into {rebuilt!r}" in out
     before, after = _all_sources(container, live), _all_sources(container, rebuilt)
-    assert len(after) > 0
-    assert after == before
+    # The app keeps writing (e.g. the media worker records derivatives of earlier tests' icons):
+    # a document an event after `wanted` changed may be in the rebuild (which read up to the
+    # head at its switch) and not yet in the old index. Every other document must be identical.
+    settled = {key for key, doc in after.items() if int(doc.get("position", 0)) <= wanted}
+    assert len(settled) > 0
+    assert {k: after[k] for k in settled} == {k: before.get(k) for k in settled}
+    assert set(before) - set(after) == set()  # nothing live is missing from the rebuild
 
 
 def test_a_carts_rebuild_equals_the_live_key_space_and_takes_over(
