@@ -232,7 +232,14 @@ def _aggregations() -> dict[str, Any]:
     return aggs
 
 
-def _facets(aggs: dict[str, Any]) -> dict[str, dict[str, int]]:
+def _facets(aggs: dict[str, Any] | None) -> dict[str, dict[str, int]]:
+    """The facets of a search; ``aggs`` is None when there is no catalog index yet, whose
+    facets are those of an empty index: no terms, and zero for every price and band."""
+    if aggs is None:
+        facets: dict[str, dict[str, int]] = {name: {} for name in FACET_FIELDS}
+        facets["price"] = {"free": 0, "paid": 0}
+        facets["price_band"] = {key: 0 for key, _, _ in PRICE_BANDS}
+        return facets
     facets = {
         name: {str(b["key"]): int(b["doc_count"]) for b in aggs[name]["buckets"]}
         for name in FACET_FIELDS
@@ -242,6 +249,14 @@ def _facets(aggs: dict[str, Any]) -> dict[str, dict[str, int]]:
         str(b["key"]): int(b["doc_count"]) for b in aggs["price_band"]["buckets"]
     }
     return facets
+
+
+def _search(client: Any, index: str, body: dict[str, Any], **params: str) -> dict[str, Any]:
+    """``client.search`` over a catalog that may not exist yet: the projection creates the
+    index when it first runs, and until then the catalog is empty, not an error."""
+    params = {"ignore_unavailable": "true", "allow_no_indices": "true", **params}
+    response: dict[str, Any] = client.search(index=index, body=body, params=params)
+    return response
 
 
 def search(
@@ -292,12 +307,12 @@ def search(
         body["search_after"] = after
     # The shard request cache holds whole responses until the next refresh that changes the
     # index, so a repeated search between catalog changes skips the query and the facets.
-    response = client.search(index=index, body=body, params={"request_cache": "true"})
+    response = _search(client, index, body, request_cache="true")
     hits = response["hits"]["hits"]
     next_cursor = encode_cursor(sort, hits[-1]["sort"]) if len(hits) == size and hits else None
     return {
         "hits": [shape_icon(hit["_source"]) for hit in hits],
-        "facets": _facets(response["aggregations"]),
+        "facets": _facets(response.get("aggregations")),
         "total": int(response["hits"]["total"]["value"]),
         "next_cursor": next_cursor,
     }
@@ -319,12 +334,12 @@ def suggest(client: Any, index: str, prefix: str, size: int = 10) -> list[str]:
         "collapse": {"field": "name.keyword"},
         "sort": [{"_score": "desc"}, {"name.keyword": "asc"}],
     }
-    response = client.search(index=index, body=body)
+    response = _search(client, index, body)
     return [str(hit["_source"]["name"]) for hit in response["hits"]["hits"]]
 
 
 def _first(client: Any, index: str, filters: list[dict[str, Any]]) -> dict[str, Any] | None:
-    response = client.search(index=index, body={"size": 1, "query": {"bool": {"filter": filters}}})
+    response = _search(client, index, {"size": 1, "query": {"bool": {"filter": filters}}})
     hits = response["hits"]["hits"]
     return dict(hits[0]["_source"]) if hits else None
 
@@ -360,7 +375,7 @@ def _list(client: Any, index: str, filters: list[dict[str, Any]], size: int) -> 
         "query": {"bool": {"filter": filters}},
         "sort": [{"created_at": "asc"}, {"id": "asc"}],
     }
-    return list(client.search(index=index, body=body)["hits"]["hits"])
+    return list(_search(client, index, body)["hits"]["hits"])
 
 
 def list_families(client: Any, index: str, *, size: int = 100) -> list[dict[str, Any]]:

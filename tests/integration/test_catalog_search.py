@@ -586,3 +586,24 @@ def test_popularity_copy_survives_a_failed_catalog_write_and_redelivery(
     assert view.apply(writes) == 0
     assert view.uncopied() == {}
     r.close()
+
+
+def test_a_catalog_with_no_index_yet_reads_as_an_empty_one(client: OpenSearch, index: str) -> None:
+    """Until the projection first runs there is no index behind the alias: every read answers
+    exactly what an empty index answers (a fresh stack's API used to answer 500)."""
+    missing = f"test-catalog-missing-{uuid.uuid4().hex[:10]}"
+    assert not client.indices.exists(index=missing)
+    empty = queries.search(client, index)
+    assert empty["total"] == 0
+    assert empty["hits"] == []
+    assert queries.search(client, missing) == empty
+    assert queries.search(client, missing, q="arrow", price="free") == queries.search(
+        client, index, q="arrow", price="free"
+    )
+    assert queries.suggest(client, missing, "arr") == []
+    assert queries.get_icon(client, missing, _uid("any")) is None
+    assert queries.get_set(client, missing, S1) is None
+    assert queries.get_family(client, missing, F1) is None
+    assert queries.list_families(client, missing) == []
+    assert queries.list_sets(client, missing, F1) == []
+    assert not client.indices.exists(index=missing), "a read created the index"
