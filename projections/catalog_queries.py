@@ -88,6 +88,11 @@ CURSOR_PATTERN = (
 ends the string in Python and ECMA-262 alike (Python's ``$`` allows a final newline)."""
 _CURSOR = re.compile(CURSOR_PATTERN)
 
+LIST_SORT: list[dict[str, Any]] = [{"created_at": "asc"}, {"id": "asc"}]
+LIST_CURSOR_PATTERN = f"^{_INTEGER}~{_ICON_ID}(?![\\s\\S])"
+"""A family or set list's cursor: the last document's created_at (epoch milliseconds) and id."""
+_LIST_CURSOR = re.compile(LIST_CURSOR_PATTERN)
+
 
 def visible_icon_filters() -> list[dict[str, Any]]:
     return [
@@ -369,27 +374,65 @@ def get_family(client: Any, index: str, family_id: str) -> dict[str, Any] | None
     return None if source is None else shape_family(source)
 
 
-def _list(client: Any, index: str, filters: list[dict[str, Any]], size: int) -> list[Any]:
-    body = {
+def decode_list_cursor(cursor: str) -> list[Any]:
+    """The ``search_after`` values of a family or set list's ``cursor``."""
+    if not _LIST_CURSOR.search(cursor):
+        raise InvalidCursor(
+            f"invalid cursor {cursor!r}: pass a next_cursor a list answered as it is"
+        )
+    created, doc_id = cursor.split("~")
+    return [int(created), doc_id]
+
+
+def _list(
+    client: Any,
+    index: str,
+    filters: list[dict[str, Any]],
+    shape: Any,
+    *,
+    size: int,
+    cursor: str | None,
+) -> dict[str, Any]:
+    """One page of documents matching ``filters``, oldest first (id as tiebreak): the
+    documents shaped, the count of all that match, and the cursor of the next page (None on
+    the last)."""
+    body: dict[str, Any] = {
         "size": size,
         "query": {"bool": {"filter": filters}},
-        "sort": [{"created_at": "asc"}, {"id": "asc"}],
+        "sort": LIST_SORT,
+        "track_total_hits": True,
     }
-    return list(_search(client, index, body)["hits"]["hits"])
+    if cursor is not None:
+        body["search_after"] = decode_list_cursor(cursor)
+    response = _search(client, index, body)
+    hits = response["hits"]["hits"]
+    last = hits[-1]["sort"] if len(hits) == size and hits else None
+    return {
+        "items": [shape(hit["_source"]) for hit in hits],
+        "total": int(response["hits"]["total"]["value"]),
+        "next_cursor": None if last is None else f"{int(last[0])}~{last[1]}",
+    }
 
 
-def list_families(client: Any, index: str, *, size: int = 100) -> list[dict[str, Any]]:
+def list_families(
+    client: Any, index: str, *, size: int = 100, cursor: str | None = None
+) -> dict[str, Any]:
     filters = [{"term": {"kind": "family"}}, {"term": {"family_status": "published"}}]
-    return [shape_family(hit["_source"]) for hit in _list(client, index, filters, size)]
+    return _list(client, index, filters, shape_family, size=size, cursor=cursor)
 
 
 def list_sets(
-    client: Any, index: str, family_id: str | None = None, *, size: int = 100
-) -> list[dict[str, Any]]:
+    client: Any,
+    index: str,
+    family_id: str | None = None,
+    *,
+    size: int = 100,
+    cursor: str | None = None,
+) -> dict[str, Any]:
     filters: list[dict[str, Any]] = [
         {"term": {"kind": "set"}},
         {"term": {"set_status": "published"}},
     ]
     if family_id is not None:
         filters.append({"term": {"family_id": family_id}})
-    return [shape_set(hit["_source"]) for hit in _list(client, index, filters, size)]
+    return _list(client, index, filters, shape_set, size=size, cursor=cursor)

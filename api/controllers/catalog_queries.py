@@ -71,6 +71,18 @@ async def _catalog_position(container: Any, min_position: int | None) -> int | N
     return None if applied is None else int(applied["position"])
 
 
+ListCursor = Annotated[
+    str | None,
+    Parameter(pattern=queries.LIST_CURSOR_PATTERN, description="A next_cursor, as it is."),
+]
+ListSize = Annotated[int, Parameter(ge=1, le=100, description="Documents per page.")]
+
+
+def _listed(name: str, page: dict[str, Any]) -> dict[str, Any]:
+    """A list page as the API answers it: the documents under ``name``, total, next_cursor."""
+    return {name: page["items"], "total": page["total"], "next_cursor": page["next_cursor"]}
+
+
 async def _read(query: Callable[[], Any]) -> Any:
     try:
         return await asyncio.to_thread(query)
@@ -174,17 +186,30 @@ class IconQueries(Controller):
 class FamilyQueries(Controller):
     """Family reads, inherited by `api.controllers.catalog.FamilyController`."""
 
-    @get("/", operation_id="listFamilies", opt=PUBLIC_READ, summary="Published families.")
+    @get(
+        "/",
+        operation_id="listFamilies",
+        opt=PUBLIC_READ,
+        summary="Published families, oldest first, a page at a time (size; the answer's "
+        "next_cursor is the next page's cursor, null on the last; total counts them all).",
+    )
     async def families(
         self,
         request: Req,
         container: ContainerDep,
+        *,
+        cursor: ListCursor = None,
+        size: ListSize = 100,
         min_position: MinPosition = None,
         x_min_position: XMinPosition = None,
     ) -> Response[Any]:
         position = await _catalog_position(container, wanted_position(min_position, x_min_position))
-        found = await _read(lambda: queries.list_families(container.opensearch, CATALOG_ALIAS))
-        return _cached(request, {"families": found}, position)
+        page = await _read(
+            lambda: queries.list_families(
+                container.opensearch, CATALOG_ALIAS, size=size, cursor=cursor
+            )
+        )
+        return _cached(request, _listed("families", page), position)
 
     @get(
         "/{family_id:uuid}",
@@ -216,23 +241,31 @@ class SetQueries(Controller):
         "/",
         operation_id="listSets",
         opt=PUBLIC_READ,
-        summary="Published sets, optionally of one family.",
+        summary="Published sets, optionally of one family, oldest first, a page at a time "
+        "(as listFamilies pages).",
     )
     async def sets(
         self,
         request: Req,
         container: ContainerDep,
+        *,
         family: UUID | None = None,
+        cursor: ListCursor = None,
+        size: ListSize = 100,
         min_position: MinPosition = None,
         x_min_position: XMinPosition = None,
     ) -> Response[Any]:
         position = await _catalog_position(container, wanted_position(min_position, x_min_position))
-        found = await _read(
+        page = await _read(
             lambda: queries.list_sets(
-                container.opensearch, CATALOG_ALIAS, family_id=str(family) if family else None
+                container.opensearch,
+                CATALOG_ALIAS,
+                family_id=str(family) if family else None,
+                size=size,
+                cursor=cursor,
             ),
         )
-        return _cached(request, {"sets": found}, position)
+        return _cached(request, _listed("sets", page), position)
 
     @get("/{set_id:uuid}", operation_id="getSet", opt=PUBLIC_READ, summary="One published set.")
     async def icon_set(

@@ -91,7 +91,11 @@ def test_a_renamed_icon_is_found_at_the_position_the_command_returned(
         sets = client.get(
             "/v1/sets", params={"family": str(catalog.family_id), "min_position": position}
         )
-        assert [found["id"] for found in sets.json()["sets"]] == [str(catalog.set_id)]
+        listed = sets.json()
+        assert [found["id"] for found in listed["sets"]] == [str(catalog.set_id)]
+        assert (listed["total"], listed["next_cursor"]) == (1, None)
+        bad_list = client.get("/v1/sets", params={"cursor": "newest~1~" + str(catalog.set_id)})
+        assert (bad_list.status_code, bad_list.json()["code"]) == (422, "validation_failed")
         bad = client.get("/v1/icons/search", params={"cursor": "not-a-cursor"})
         assert (bad.status_code, bad.json()["code"]) == (422, "validation_failed")
 

@@ -853,15 +853,16 @@ def _list_families(w: World, who: Who) -> Call:
 
     def answer(response: Any, appended: list[Appended]) -> None:
         body = _json(response, 200)
-        assert list(body) == ["families"]
+        assert list(body) == ["families", "total", "next_cursor"]
         assert isinstance(body["families"], list)
+        assert body["total"] == len(body["families"]) or body["next_cursor"] is not None
 
     return Call("GET", "/v1/families", answer=answer)
 
 
 def _list_sets(w: World, who: Who) -> Call:
     def answer(response: Any, appended: list[Appended]) -> None:
-        assert _json(response, 200) == {"sets": []}
+        assert _json(response, 200) == {"sets": [], "total": 0, "next_cursor": None}
 
     return Call("GET", f"/v1/sets?family={w.shop.family_id}", answer=answer)
 

@@ -299,9 +299,11 @@ def test_the_icon_document_is_shaped_for_the_api(
         "bundle_price": None,
         "created_at": "2026-01-01T00:00:03Z",
     }
-    assert [f["id"] for f in queries.list_families(client, index)] == [F1]
-    assert [s["id"] for s in queries.list_sets(client, index)] == [S1, S3]
-    assert [s["id"] for s in queries.list_sets(client, index, family_id=F1)] == [S1]
+    families = queries.list_families(client, index)
+    assert [f["id"] for f in families["items"]] == [F1]
+    assert (families["total"], families["next_cursor"]) == (1, None)
+    assert [s["id"] for s in queries.list_sets(client, index)["items"]] == [S1, S3]
+    assert [s["id"] for s in queries.list_sets(client, index, family_id=F1)["items"]] == [S1]
     assert queries.get_family(client, index, F1) is not None
     assert queries.get_family(client, index, F2) is None
 
@@ -604,6 +606,31 @@ def test_a_catalog_with_no_index_yet_reads_as_an_empty_one(client: OpenSearch, i
     assert queries.get_icon(client, missing, _uid("any")) is None
     assert queries.get_set(client, missing, S1) is None
     assert queries.get_family(client, missing, F1) is None
-    assert queries.list_families(client, missing) == []
-    assert queries.list_sets(client, missing, F1) == []
+    nothing = {"items": [], "total": 0, "next_cursor": None}
+    assert queries.list_families(client, missing) == nothing
+    assert queries.list_sets(client, missing, F1) == nothing
     assert not client.indices.exists(index=missing), "a read created the index"
+
+
+def test_set_and_family_lists_page_by_cursor(
+    client: OpenSearch, index: str, catalog: dict[str, str]
+) -> None:
+    """A list walked a page at a time gives every document once, in the one-page order, with
+    the total on every page and no cursor after the last."""
+    whole = queries.list_sets(client, index)
+    assert [s["id"] for s in whole["items"]] == [S1, S3]
+    first = queries.list_sets(client, index, size=1)
+    assert [s["id"] for s in first["items"]] == [S1]
+    assert first["total"] == 2
+    assert first["next_cursor"] is not None
+    second = queries.list_sets(client, index, size=1, cursor=first["next_cursor"])
+    assert [s["id"] for s in second["items"]] == [S3]
+    assert second["total"] == 2
+    # A full last page has a cursor whose page is empty; a short one has none.
+    assert second["next_cursor"] is not None
+    last = queries.list_sets(client, index, size=1, cursor=second["next_cursor"])
+    assert last == {"items": [], "total": 2, "next_cursor": None}
+    assert queries.list_sets(client, index, size=2)["next_cursor"] is not None
+    assert queries.list_sets(client, index, size=3)["next_cursor"] is None
+    with pytest.raises(queries.InvalidCursor):
+        queries.list_sets(client, index, cursor="newest~1~" + S1)
