@@ -306,14 +306,35 @@ class ImportRejection:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ReportImport:
-    """Record what a zip batch created in a set and what it refused, one reason per file."""
+class RequestImport:
+    """Record a zip batch stored in staging at ``zip_key`` as a pending import into a set (the
+    import worker runs it as the requesting actor, with the roles the actor has now)."""
 
     set_id: UUID
     zip_hash: str
     request_key: str
+    zip_key: str
+    size_bytes: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompleteImport:
+    """Record what a pending import created in its set and what it refused, one reason per
+    file (the import worker)."""
+
+    import_id: UUID
     created: tuple[ImportedIcon, ...]
     rejected: tuple[ImportRejection, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RefuseImport:
+    """Record that a pending import's zip was refused as a whole (``code``: the rule broken);
+    nothing was created (the import worker)."""
+
+    import_id: UUID
+    code: str
+    detail: str
 
 
 # --- payments (commerce)

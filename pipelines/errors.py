@@ -33,6 +33,7 @@ class RefusalCode(StrEnum):
     IMPORT_FILE_MISSING = "import_file_missing"
     IMPORT_FILE_UNLISTED = "import_file_unlisted"
     IMPORT_STYLE_MISMATCH = "import_style_mismatch"
+    IMPORT_ZIP_MISSING = "import_zip_missing"
     UPLOAD_MISSING = "upload_missing"
     UPLOAD_UNSUPPORTED_MEDIA_TYPE = "upload_unsupported_media_type"
 

@@ -24,6 +24,7 @@ from commands.applications import Applications, build_applications
 from commands.bus import CommandBus
 from commands.routes import ROUTES
 from domain.account import Account
+from domain.icon_import import IconImport, import_id_for
 from domain.library import Library
 from domain.media import MediaFormat
 from domain.money import Money
@@ -83,7 +84,10 @@ def test_every_event_type_of_every_aggregate_is_discovered() -> None:
             "Icon.Retired",
             "Icon.SvgRevised",
             "Icon.Unpublished",
+            "IconImport.ImportCompleted",
+            "IconImport.ImportRefused",
             "IconImport.ImportReported",
+            "IconImport.ImportRequested",
             "IconSet.BundlePriceChanged",
             "IconSet.Created",
             "IconSet.IconAdded",
@@ -124,7 +128,7 @@ def test_every_event_type_of_every_aggregate_is_discovered() -> None:
         ],
         "identity": ["Account.PasswordChanged", "Account.Registered", "Account.RolesChanged"],
     }
-    assert len(TYPES) == 55
+    assert len(TYPES) == 58
 
 
 def test_the_checked_in_contract_files_are_current(capsys: pytest.CaptureFixture[str]) -> None:
@@ -138,7 +142,7 @@ def test_check_lists_stale_missing_and_extra_files_and_export_repairs_them(
 ) -> None:
     written = export(tmp_path)
     assert written.missing == sorted(schema_cmd.generated_files())
-    assert len(written.missing) == 57
+    assert len(written.missing) == 60
     (tmp_path / SCHEMAS_DIR / "Icon.Published.json").write_text("{}\n")
     (tmp_path / EVENTS_DIR / "envelope.json").unlink()
     (tmp_path / SCHEMAS_DIR / "Icon.Deleted.json").write_text("{}\n")
@@ -159,7 +163,7 @@ def test_check_lists_stale_missing_and_extra_files_and_export_repairs_them(
         "wrote docs/events/schemas/Icon.Published.json",
         "wrote docs/events/envelope.json",
         "deleted docs/events/schemas/Icon.Deleted.json",
-        "55 event types; docs/events is current",
+        "58 event types; docs/events is current",
     ]
     assert drift(tmp_path).current
     assert not (tmp_path / SCHEMAS_DIR / "Icon.Deleted.json").exists()
@@ -225,15 +229,28 @@ def _drive_commands(bus: CommandBus) -> tuple[Catalog, UUID]:
     preview = {"key": "previews/p.png", "member_hash": "h1", "icon_ids": (icon_id,)}
     bus.execute(m.RecordIconSetPreview(set_id=catalog.set_id, **preview), SERVICE)
     bus.execute(m.RecordFamilyPreview(family_id=catalog.family_id, **preview), SERVICE)
+    for zip_hash in ("zip-sha256", "zip-refused"):
+        bus.execute(
+            m.RequestImport(
+                set_id=catalog.set_id,
+                zip_hash=zip_hash,
+                request_key="",
+                zip_key=f"imports/{zip_hash}.zip",
+                size_bytes=2048,
+            ),
+            carol,
+        )
+    done, refused = (import_id_for(catalog.set_id, h, "") for h in ("zip-sha256", "zip-refused"))
     bus.execute(
-        m.ReportImport(
-            set_id=catalog.set_id,
-            zip_hash="zip-sha256",
-            request_key="",
+        m.CompleteImport(
+            import_id=done,
             created=(m.ImportedIcon(file="up.svg", icon_id=icon_id),),
             rejected=(m.ImportRejection(file="x.svg", code="svg_script", detail="<script>"),),
         ),
         carol,
+    )
+    bus.execute(
+        m.RefuseImport(import_id=refused, code="zip_bomb", detail="the entries expand"), carol
     )
     bus.execute(
         m.ReviseSvg(
@@ -351,7 +368,18 @@ def _paid_and_refunded(catalog: Catalog) -> list[TracedAggregate]:
     )
     mismatched.succeed(provider_reference="pi_3", captured=Money(90, "USD"), **trace)
     mismatched.dispute(reason="fraudulent", **trace)
-    return [order, declined, paid, library, free, mismatched, link]
+    legacy = IconImport._create(  # an import made before imports had a worker
+        IconImport.ImportReported,
+        set_id=catalog.set_id,
+        owner_id="carol",
+        zip_hash="zip-legacy",
+        request_key="",
+        created=[{"file": "up.svg", "icon_id": str(icon_id)}],
+        rejected=[],
+        actor="carol",
+        correlation_id="corr-legacy-import",
+    )
+    return [order, declined, paid, library, free, mismatched, link, legacy]
 
 
 @pytest.fixture
@@ -396,7 +424,7 @@ def test_every_event_type_is_produced_and_validates_against_its_schema(
         assert encode(decode(payload)) == payload
     covered = Counter(envelope.type for envelope in envelopes)
     assert set(covered) == set(TYPES)
-    assert len(covered) == len(TYPES) == 55
+    assert len(covered) == len(TYPES) == 58
     assert (covered["Icon.DerivativesRecorded"], covered["Order.PaymentStarted"]) == (1, 2)
 
 

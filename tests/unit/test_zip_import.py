@@ -17,8 +17,10 @@ from commands.applications import build_applications
 from commands.bus import CommandBus
 from commands.errors import AccessDenied, AlreadyExists
 from commands.routes import ROUTES
+from domain.errors import IllegalTransition
+from domain.icon_import import ImportStatus
 from pipelines.errors import ZipRefused
-from pipelines.import_batch import ZipImporter
+from pipelines.import_batch import ZipImporter, staged_zip_key
 from pipelines.object_store import MemoryObjectStore
 from pipelines.svg_ingest import SvgIngestion
 from pipelines.svg_policy import SvgLimits
@@ -147,16 +149,47 @@ def test_manifests_that_break_the_schema_are_refused(document: Any) -> None:
     assert caught.value.code == "import_manifest_invalid"
 
 
-def test_the_import_on_the_memory_store_creates_once_and_reports_once() -> None:
+def _shelf(owner_id: str) -> tuple[Any, CommandBus, MemoryObjectStore, ZipImporter, Any]:
     apps = build_applications(None)
     bus = CommandBus(apps, ROUTES)
     store = MemoryObjectStore()
     importer = ZipImporter(SvgIngestion(apps, bus, store, SvgLimits()), ZipLimits())
-    setup = ctx("owner-1", "contributor")
+    setup = ctx(owner_id, "contributor")
     family_id = bus.execute(m.CreateFamily(name="F"), setup).aggregate_id
     set_id = bus.execute(
         m.CreateIconSet(family_id=family_id, name="S", style="line"), setup
     ).aggregate_id
+    return apps, bus, store, importer, set_id
+
+
+def test_a_request_stages_the_zip_and_records_a_pending_import_and_nothing_else() -> None:
+    apps, _bus, store, importer, set_id = _shelf("owner-0")
+    owner = ctx("owner-0", "contributor", key="k0")
+    raw = zipped([("manifest.json", manifest(icon("a.svg"))), ("a.svg", SVG)])
+    head = apps.catalog.recorder.max_notification_id() or 0
+
+    requested = importer.request(set_id, raw, owner)
+
+    found = requested.report
+    assert (found.status, found.created, found.rejected) == (ImportStatus.PENDING, (), ())
+    assert found.zip_key == staged_zip_key(found.id)
+    assert found.roles == ("contributor",)
+    assert found.requested_by == "owner-0"
+    assert store.get_bytes(found.zip_key) == raw
+    assert set(store.objects) == {found.zip_key}
+    assert requested.result.position == head + 1  # the request's one event
+    again = importer.request(set_id, raw, owner)
+    assert again.replayed
+    assert (again.result.aggregate_id, again.result.position) == (found.id, head + 1)
+    assert apps.catalog.recorder.max_notification_id() == head + 1
+    with pytest.raises(AccessDenied):
+        importer.request(set_id, zipped([("manifest.json", b"{}")]), ctx("x", "contributor"))
+    assert set(store.objects) == {found.zip_key}
+    apps.close()
+
+
+def test_the_import_on_the_memory_store_creates_once_and_reports_once() -> None:
+    apps, _bus, store, importer, set_id = _shelf("owner-1")
     owner = ctx("owner-1", "contributor", key="k1")
     raw = zipped(
         [
@@ -171,29 +204,105 @@ def test_the_import_on_the_memory_store_creates_once_and_reports_once() -> None:
 
     assert not first.replayed
     assert again.replayed
+    assert first.report.status is ImportStatus.DONE
     assert [item["file"] for item in first.report.created] == ["a.svg"]
     assert [(r["file"], r["code"]) for r in first.report.rejected] == [
         ("bad.svg", "svg_event_handler")
     ]
     assert again.report.id == first.report.id
     assert apps.catalog.recorder.max_notification_id() == heads
-    assert len(store.objects) == 1
+    assert len(store.objects) == 1  # the original; the staged zip is deleted
+    assert not store.exists(first.report.zip_key)
     apps.close()
 
 
-def test_an_import_report_is_recorded_once_and_by_the_sets_owner_only() -> None:
-    apps = build_applications(None)
-    bus = CommandBus(apps, ROUTES)
+def test_processing_again_replays_every_step_and_creates_nothing_twice() -> None:
+    apps, _bus, _store, importer, set_id = _shelf("owner-3")
+    owner = ctx("owner-3", "contributor")
+    raw = zipped([("manifest.json", manifest(icon("a.svg"), icon("b.svg"))), ("a.svg", SVG)])
+    import_id = importer.request(set_id, raw, owner).report.id
+    done = importer.process(import_id)
+    assert done is not None
+    head = apps.catalog.recorder.max_notification_id()
+
+    assert importer.process(import_id) == done  # a redelivery: done already
+    assert apps.catalog.recorder.max_notification_id() == head
+    assert done.status is ImportStatus.DONE
+    assert [item["file"] for item in done.created] == ["a.svg"]
+    assert [(r["file"], r["code"]) for r in done.rejected] == [("b.svg", "import_file_missing")]
+    apps.close()
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (b"not a zip at all", "zip_invalid"),
+        (
+            zipped([("../up.svg", SVG), ("manifest.json", manifest(icon("a.svg")))]),
+            "zip_path_traversal",
+        ),
+        (zipped([("manifest.json", b'{"version": 1}')]), "import_manifest_invalid"),
+    ],
+    ids=["not-a-zip", "traversal", "bad-manifest"],
+)
+def test_a_zip_refused_as_a_whole_is_an_import_refused_with_the_rule_and_creates_nothing(
+    raw: bytes, code: str
+) -> None:
+    apps, _bus, store, importer, set_id = _shelf("owner-4")
+    owner = ctx("owner-4", "contributor")
+    requested = importer.request(set_id, raw, owner)  # no zip rule is checked in the request
+    head = apps.catalog.recorder.max_notification_id() or 0
+
+    done = importer.process(requested.report.id)
+
+    assert done is not None
+    assert done.status is ImportStatus.REFUSED
+    assert done.refusal is not None
+    assert done.refusal["code"] == code
+    assert (done.created, done.rejected) == ((), ())
+    assert apps.catalog.recorder.max_notification_id() == head + 1  # ImportRefused only
+    assert store.objects == {}
+    with pytest.raises(ZipRefused) as caught:
+        importer.run(set_id, raw, ctx("owner-4", "contributor", key="again"))
+    assert caught.value.code == code
+    apps.close()
+
+
+def test_a_staged_zip_that_is_gone_is_refused_and_old_staged_zips_are_swept() -> None:
+    apps, _bus, store, importer, set_id = _shelf("owner-5")
+    owner = ctx("owner-5", "contributor")
+    raw = zipped([("manifest.json", manifest(icon("a.svg"))), ("a.svg", SVG)])
+    gone = importer.request(set_id, raw, owner).report
+    store.delete(gone.zip_key)
+    done = importer.process(gone.id)
+    assert done is not None
+    assert done.refusal is not None
+    assert (done.status, done.refusal["code"]) == (ImportStatus.REFUSED, "import_zip_missing")
+
+    kept = importer.request(set_id, raw, ctx("owner-5", "contributor", key="k2")).report
+    assert importer.sweep_staged() == 0
+    store.written[kept.zip_key] -= importer.staged_ttl_s + 1
+    assert importer.sweep_staged() == 1
+    assert store.objects == {}
+    apps.close()
+
+
+def test_an_import_is_requested_once_and_reported_by_the_sets_owner_only() -> None:
+    apps, bus, _store, _importer, set_id = _shelf("owner-2")
     owner = ctx("owner-2", "contributor")
-    family_id = bus.execute(m.CreateFamily(name="F"), owner).aggregate_id
-    set_id = bus.execute(
-        m.CreateIconSet(family_id=family_id, name="S", style="line"), owner
-    ).aggregate_id
-    report = m.ReportImport(set_id=set_id, zip_hash="h", request_key="", created=(), rejected=())
+    request = m.RequestImport(
+        set_id=set_id, zip_hash="h", request_key="", zip_key="imports/x.zip", size_bytes=1
+    )
     with pytest.raises(AccessDenied):
-        bus.execute(report, ctx("stranger", "contributor"))
-    first = bus.execute(report, owner)
+        bus.execute(request, ctx("stranger", "contributor"))
+    first = bus.execute(request, owner)
     assert first.version == 1
     with pytest.raises(AlreadyExists):
-        bus.execute(report, owner)
+        bus.execute(request, owner)
+    report = m.CompleteImport(import_id=first.aggregate_id, created=(), rejected=())
+    with pytest.raises(AccessDenied):
+        bus.execute(report, ctx("stranger", "contributor"))
+    assert bus.execute(report, owner).version == 2
+    with pytest.raises(IllegalTransition):
+        bus.execute(m.RefuseImport(import_id=first.aggregate_id, code="c", detail="d"), owner)
     apps.close()
