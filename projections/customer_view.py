@@ -8,8 +8,12 @@ Keys (all under ``prefix``, so a rebuild can fill a new key space beside the liv
   of their ``Order.Placed``.
 - ``library:{customer}`` (hash): ``customer_id``, ``library_id``, ``opened_at``,
   ``grant:{order_id}`` (JSON: order id, icons, granted_at, position; deleted when revoked),
-  ``downloads:{icon_id}`` (a count), ``favourite:{icon_id}`` (the position that added it),
-  ``version`` and ``position``.
+  ``downloads:{icon_id}`` (a count), ``version`` and ``position``.
+- ``entitlements:{customer}`` (sorted set): one member ``{order_id}~{n}`` per icon of each grant
+  in force (n: the icon's index in the grant, five digits), scored by the grant's position, so a
+  page of the library is a range of it (grant order, then the grant's own order).
+- ``favourites:{customer}`` (sorted set): the favourite icon ids, scored by the position that
+  added them, so a page of favourites is a range of it.
 - ``library-owner:{library_id}`` (string): the customer, since later library events name only
   the library.
 
@@ -29,7 +33,9 @@ from projections.keyspace import glob_escaped
 
 # ARGV: version, position, doc kind, doc id, customer (or ''), prefix,
 #       sets (JSON object field -> string), deletes (JSON array), increments (JSON array),
-#       index ('1': add the order to the customer's orders).
+#       index ('1': add the order to the customer's orders),
+#       sorted-set adds (JSON array of [set, score, member]), removals ([set, member]),
+#       revoked order ('' or the order whose grant's entitlement members go).
 _APPLY = """
 local prefix = ARGV[6]
 local kind = ARGV[3]
@@ -54,6 +60,23 @@ end
 local stored = tonumber(redis.call('HGET', key, 'version') or '0')
 local version = tonumber(ARGV[1])
 if version <= stored then return 0 end
+local function sorted_set(name) return prefix .. name .. ':' .. customer end
+local revoked = ARGV[13]
+if revoked ~= '' then
+  local grant = redis.call('HGET', key, 'grant:' .. revoked)
+  if grant then
+    for n = 1, #cjson.decode(grant)['icons'] do
+      local member = revoked .. '~' .. string.format('%05d', n - 1)
+      redis.call('ZREM', sorted_set('entitlements'), member)
+    end
+  end
+end
+for _, add in ipairs(cjson.decode(ARGV[11])) do
+  redis.call('ZADD', sorted_set(add[1]), tonumber(add[2]), add[3])
+end
+for _, removal in ipairs(cjson.decode(ARGV[12])) do
+  redis.call('ZREM', sorted_set(removal[1]), removal[2])
+end
 for field, value in pairs(cjson.decode(ARGV[7])) do
   redis.call('HSET', key, field, value)
 end
@@ -85,15 +108,19 @@ class CustomerView(Protocol):
 
     def order(self, order_id: str) -> dict[str, Any] | None: ...
 
-    def library(self, customer_id: str) -> dict[str, Any]: ...
+    def library(
+        self, customer_id: str, offset: int = 0, limit: int | None = None
+    ) -> dict[str, Any]: ...
 
-    def favourites(self, customer_id: str) -> dict[str, Any]: ...
+    def favourites(
+        self, customer_id: str, offset: int = 0, limit: int | None = None
+    ) -> dict[str, Any]: ...
 
 
 def key_patterns(prefix: str) -> list[str]:
     """The SCAN patterns matching every key the view owns under ``prefix``."""
     escaped = glob_escaped(prefix)
-    kinds = ("order", "customer-orders", "library", "library-owner")
+    kinds = ("order", "customer-orders", "library", "library-owner", "entitlements", "favourites")
     return [f"{escaped}{kind}:*" for kind in kinds]
 
 
@@ -151,6 +178,7 @@ class RedisCustomerView:
         pipe = self._client.pipeline(transaction=False)
         for write in writes:
             sets, deletes, increments = _changes(write)
+            adds, removals, revoked = _indexed(write)
             self._script(
                 keys=[],
                 args=[
@@ -164,6 +192,9 @@ class RedisCustomerView:
                     json.dumps(deletes),
                     json.dumps(increments),
                     "1" if write.op == "place" else "0",
+                    json.dumps(adds),
+                    json.dumps(removals),
+                    revoked,
                 ],
                 client=pipe,
             )
@@ -190,52 +221,70 @@ class RedisCustomerView:
     def order_count(self, customer_id: str) -> int:
         return int(self._client.zcard(self.customer_orders(customer_id)))
 
-    def library(self, customer_id: str) -> dict[str, Any]:
-        """Entitlements in force (revoked grants excluded), in grant order; downloads per icon."""
-        fields = self._fields(customer_id)
-        grants = sorted(
-            (json.loads(v) for k, v in fields.items() if k.startswith("grant:")),
-            key=lambda grant: grant["position"],
+    def entitlements_key(self, customer_id: str) -> str:
+        return f"{self._prefix}entitlements:{customer_id}"
+
+    def favourites_key(self, customer_id: str) -> str:
+        return f"{self._prefix}favourites:{customer_id}"
+
+    def library(
+        self, customer_id: str, offset: int = 0, limit: int | None = None
+    ) -> dict[str, Any]:
+        """Entitlements in force (revoked grants excluded), in grant order: ``limit`` of them
+        (None: all) from ``offset``, with ``total`` counting all of them, and the download
+        counts of the page's icons. The work is bounded by the page, not the library."""
+        key, members, total, stamp = self._range(
+            customer_id, self.entitlements_key(customer_id), offset, limit
         )
+        places = [member.rsplit("~", 1) for member in members]
+        orders = sorted({order_id for order_id, _ in places})
+        raws = self._client.hmget(key, [f"grant:{o}" for o in orders]) if orders else []
+        grants = {o: json.loads(_text(raw)) for o, raw in zip(orders, raws, strict=True) if raw}
         entitlements = [
             {
-                "icon_id": icon["icon_id"],
-                "icon_version": icon["icon_version"],
-                "order_id": grant["order_id"],
+                "icon_id": grant["icons"][int(index)]["icon_id"],
+                "icon_version": grant["icons"][int(index)]["icon_version"],
+                "order_id": order_id,
                 "granted_at": grant["granted_at"],
             }
-            for grant in grants
-            for icon in grant["icons"]
+            for order_id, index in places
+            if (grant := grants.get(order_id)) is not None  # None: revoked between the reads
         ]
-        downloads = {
-            k.removeprefix("downloads:"): int(v)
-            for k, v in sorted(fields.items())
-            if k.startswith("downloads:")
-        }
+        icons = sorted({entitlement["icon_id"] for entitlement in entitlements})
+        counts = self._client.hmget(key, [f"downloads:{i}" for i in icons]) if icons else []
+        downloads = {i: int(n) for i, n in zip(icons, counts, strict=True) if n is not None}
         return {
             "customer_id": customer_id,
             "entitlements": entitlements,
             "downloads": downloads,
-            **_stamp(fields),
+            "total": total,
+            **stamp,
         }
 
-    def favourites(self, customer_id: str) -> dict[str, Any]:
-        """The customer's favourite icon ids, in the order they were added."""
-        fields = self._fields(customer_id)
-        added = sorted(
-            (int(v), k.removeprefix("favourite:"))
-            for k, v in fields.items()
-            if k.startswith("favourite:")
+    def favourites(
+        self, customer_id: str, offset: int = 0, limit: int | None = None
+    ) -> dict[str, Any]:
+        """The customer's favourite icon ids in the order they were added: ``limit`` of them
+        (None: all) from ``offset``, with ``total`` counting all of them."""
+        _, members, total, stamp = self._range(
+            customer_id, self.favourites_key(customer_id), offset, limit
         )
-        return {
-            "customer_id": customer_id,
-            "icon_ids": [icon_id for _, icon_id in added],
-            **_stamp(fields),
-        }
+        return {"customer_id": customer_id, "icon_ids": members, "total": total, **stamp}
 
-    def _fields(self, customer_id: str) -> dict[str, str]:
-        raw = self._client.hgetall(self.library_key(customer_id))
-        return {_text(k): _text(v) for k, v in raw.items()}
+    def _range(
+        self, customer_id: str, sorted_set: str, offset: int, limit: int | None
+    ) -> tuple[str, list[str], int, dict[str, int]]:
+        """(the library's key, the sorted set's members from ``offset``, its size, the
+        library's version and position), read in one transaction."""
+        key = self.library_key(customer_id)
+        last = -1 if limit is None else offset + limit - 1
+        pipe = self._client.pipeline(transaction=True)
+        pipe.zrange(sorted_set, offset, last)
+        pipe.zcard(sorted_set)
+        pipe.hmget(key, ["version", "position"])
+        members, total, (version, position) = pipe.execute()
+        stamp = _stamp({"version": _text(version or 0), "position": _text(position or 0)})
+        return key, [_text(member) for member in members], int(total), stamp
 
 
 def _stamp(fields: dict[str, str]) -> dict[str, int]:
@@ -273,13 +322,29 @@ def _changes(write: CustomerWrite) -> tuple[dict[str, str], list[str], list[str]
             deletes = [f"grant:{f['order_id']}"]
         case "download":
             increments = [f"downloads:{f['icon_id']}"]
-        case "favourite":
-            sets = {f"favourite:{f['icon_id']}": str(write.position)}
-        case "unfavourite":
-            deletes = [f"favourite:{f['icon_id']}"]
+        case "favourite" | "unfavourite":
+            pass  # the favourites sorted set only: see _indexed
         case _:
             raise ValueError(f"unknown customer write op {write.op!r}")
     return sets, deletes, increments
+
+
+def _indexed(write: CustomerWrite) -> tuple[list[list[Any]], list[list[str]], str]:
+    """(sorted-set adds, removals, the revoked order or '') of one write: the indexes a page of
+    the library or the favourites is read from."""
+    f = write.fields
+    match write.op:
+        case "grant":
+            members = [f"{f['order_id']}~{n:05d}" for n in range(len(f["icons"]))]
+            return [["entitlements", write.position, member] for member in members], [], ""
+        case "revoke":
+            return [], [], str(f["order_id"])
+        case "favourite":
+            return [["favourites", write.position, str(f["icon_id"])]], [], ""
+        case "unfavourite":
+            return [], [["favourites", str(f["icon_id"])]], ""
+        case _:
+            return [], [], ""
 
 
 def order_document(order_id: str, raw: dict[Any, Any]) -> dict[str, Any] | None:

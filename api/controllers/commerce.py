@@ -12,7 +12,7 @@ from litestar.params import FromPath, JSONBody
 from api.commanding import CommandAccepted, actor_of, dispatch
 from api.contract import facts
 from api.controllers.deps import ContainerDep
-from api.controllers.me import customer_read
+from api.controllers.me import Limit, Offset, customer_read, paged
 from api.freshness import (
     CARTS,
     MinPosition,
@@ -30,6 +30,7 @@ from domain.cart import Cart
 from domain.errors import ErrorCode, Gone
 from infra.bootstrap import Container
 from projections.cart_view import EXPIRED, CartReader
+from projections.customer_view import RedisCustomerView
 
 Req = Request[Any, Any, Any]
 Accepted = Response[CommandAccepted]
@@ -227,17 +228,25 @@ class FavouriteController(Controller):
     path = "/v1/me/favourites"
     tags = ["commerce"]  # noqa: RUF012
 
-    @get("/", operation_id="myFavourites", summary="The caller's favourite icons, in order.")
+    @get(
+        "/",
+        operation_id="myFavourites",
+        summary="The caller's favourite icons in the order they were added, a page at a time "
+        "(limit, offset, as myOrders pages).",
+    )
     async def list(
         self,
         request: Req,
         container: ContainerDep,
+        *,
         min_position: MinPosition = None,
         x_min_position: XMinPosition = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
     ) -> Response[dict[str, Any]]:
         wanted = wanted_position(min_position, x_min_position)
         return await customer_read(
-            request, container, lambda view, who: view.favourites(who), wanted
+            request, container, paged(RedisCustomerView.favourites, offset, limit), wanted
         )
 
     @put(

@@ -57,32 +57,40 @@ async def customer_read(
 
 
 MAX_PAGE = 100
-Limit = Annotated[int, Parameter(ge=1, le=MAX_PAGE, description="Orders per page.")]
+Limit = Annotated[int, Parameter(ge=1, le=MAX_PAGE, description="Items per page.")]
 Offset = Annotated[
-    int, Parameter(ge=0, le=100_000, description="Orders to skip (the next page's `next_offset`).")
+    int, Parameter(ge=0, le=100_000, description="Items to skip (the next page's `next_offset`).")
 ]
+PageRead = Callable[[RedisCustomerView, str, int, int], dict[str, Any]]
+"""(view, customer, offset, limit) -> the page's document, with ``total`` and ``position``."""
 
 
-def orders_page(offset: int, limit: int) -> Read:
-    """A page of the caller's orders, newest first, with the count of all of them and the
-    offset of the next page (None on the last)."""
+def paged(read: PageRead, offset: int, limit: int) -> Read:
+    """A page of one of the caller's lists: ``read``'s document with the page's offset and
+    limit and the offset of the next page (None on the last)."""
 
-    def read(view: RedisCustomerView, customer_id: str) -> dict[str, Any]:
-        total = view.order_count(customer_id)
-        orders = view.orders(customer_id, offset=offset, limit=limit)
-        position = max((order["position"] for order in orders), default=0)
+    def page(view: RedisCustomerView, customer_id: str) -> dict[str, Any]:
+        document = read(view, customer_id, offset, limit)
         following = offset + limit
         return {
-            "customer_id": customer_id,
-            "orders": orders,
-            "position": position,
-            "total": total,
+            **document,
             "offset": offset,
             "limit": limit,
-            "next_offset": following if following < total else None,
+            "next_offset": following if following < document["total"] else None,
         }
 
-    return read
+    return page
+
+
+def _orders(view: RedisCustomerView, customer_id: str, offset: int, limit: int) -> dict[str, Any]:
+    """The caller's orders, newest first; the position is the newest change among them."""
+    orders = view.orders(customer_id, offset=offset, limit=limit)
+    return {
+        "customer_id": customer_id,
+        "orders": orders,
+        "position": max((order["position"] for order in orders), default=0),
+        "total": view.order_count(customer_id),
+    }
 
 
 class MeController(Controller):
@@ -106,19 +114,26 @@ class MeController(Controller):
         offset: Offset = 0,
     ) -> Response[dict[str, Any]]:
         wanted = wanted_position(min_position, x_min_position)
-        return await customer_read(request, container, orders_page(offset, limit), wanted)
+        return await customer_read(request, container, paged(_orders, offset, limit), wanted)
 
     @get(
         "/library",
         operation_id="myLibrary",
-        summary="The icons the caller is entitled to (revoked grants excluded) and downloads.",
+        summary="The icons the caller is entitled to (revoked grants excluded), in grant "
+        "order, a page at a time (limit, offset, as myOrders pages), with the download counts "
+        "of the page's icons.",
     )
     async def library(
         self,
         request: Req,
         container: ContainerDep,
+        *,
         min_position: MinPosition = None,
         x_min_position: XMinPosition = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
     ) -> Response[dict[str, Any]]:
         wanted = wanted_position(min_position, x_min_position)
-        return await customer_read(request, container, lambda view, who: view.library(who), wanted)
+        return await customer_read(
+            request, container, paged(RedisCustomerView.library, offset, limit), wanted
+        )

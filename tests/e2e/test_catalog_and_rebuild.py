@@ -219,6 +219,14 @@ def test_favourites_and_orders_are_readable_at_their_positions_and_rebuild_equal
         )
         assert favourites.status_code == 200, favourites.text
         assert favourites.json()["icon_ids"] == [icon_b, icon_a]
+        second = client.get("/v1/me/favourites", params={"limit": 1, "offset": 1}, headers=auth)
+        assert {k: second.json()[k] for k in ("icon_ids", "total", "next_offset")} == {
+            "icon_ids": [icon_a],
+            "total": 2,
+            "next_offset": None,
+        }
+        first = client.get("/v1/me/favourites", params={"limit": 1}, headers=auth).json()
+        assert (first["icon_ids"], first["next_offset"]) == ([icon_b], 1)
         cart = client.post("/v1/carts", json={"currency": "USD"}, headers=auth).json()
         client.post(
             f"/v1/carts/{cart['id']}/lines",
@@ -239,6 +247,11 @@ def test_favourites_and_orders_are_readable_at_their_positions_and_rebuild_equal
         assert order["total"] == {"amount_minor": 500, "currency": "USD"}
         library = client.get("/v1/me/library", headers=auth).json()
         assert library["entitlements"] == []
+        assert {k: library[k] for k in ("total", "offset", "limit", "next_offset")} == {
+            **page,
+            "total": 0,
+        }
+        assert client.get("/v1/me/library", params={"offset": -1}, headers=auth).status_code == 422
         _wait_until_caught_up(container, "customers", "commerce")
         old = live_prefix(container.redis, "customers")
         _rebuild("customers")

@@ -1108,11 +1108,11 @@ def _no_orders(customer: str) -> dict[str, Any]:
         "customer_id": customer,
         "orders": [],
         "position": 0,
-        "total": 0,
-        "offset": 0,
-        "limit": 50,
-        "next_offset": None,
+        **FIRST_EMPTY_PAGE,
     }
+
+
+FIRST_EMPTY_PAGE = {"total": 0, "offset": 0, "limit": 50, "next_offset": None}
 
 
 def _empty_library(customer: str) -> dict[str, Any]:
@@ -1122,11 +1122,18 @@ def _empty_library(customer: str) -> dict[str, Any]:
         "downloads": {},
         "version": 0,
         "position": 0,
+        **FIRST_EMPTY_PAGE,
     }
 
 
 def _no_favourites(customer: str) -> dict[str, Any]:
-    return {"customer_id": customer, "icon_ids": [], "version": 0, "position": 0}
+    return {
+        "customer_id": customer,
+        "icon_ids": [],
+        "version": 0,
+        "position": 0,
+        **FIRST_EMPTY_PAGE,
+    }
 
 
 def _download(w: World, who: Who) -> Call:

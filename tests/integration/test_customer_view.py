@@ -104,13 +104,16 @@ def test_the_view_holds_the_exact_documents(container: Container, prefixes: Pref
                 "granted_at": grant.occurred_at,
             }
         ],
-        "downloads": dict(sorted({a: 2, b: 1}.items())),
+        # The page's icons' counts only: b was downloaded too, but its grant was revoked.
+        "downloads": {a: 2},
+        "total": 1,
         "version": 12,
         "position": library[-1].position,
     }
     assert view.favourites("cust-1") == {
         "customer_id": "cust-1",
         "icon_ids": [a, b, c],
+        "total": 3,
         "version": 12,
         "position": library[-1].position,
     }
@@ -119,10 +122,17 @@ def test_the_view_holds_the_exact_documents(container: Container, prefixes: Pref
         "customer_id": "nobody",
         "entitlements": [],
         "downloads": {},
+        "total": 0,
         "version": 0,
         "position": 0,
     }
-    assert view.favourites("nobody")["icon_ids"] == []
+    assert view.favourites("nobody") == {
+        "customer_id": "nobody",
+        "icon_ids": [],
+        "total": 0,
+        "version": 0,
+        "position": 0,
+    }
 
 
 def test_the_records_are_permanent_and_dump_lists_every_key(
@@ -136,7 +146,10 @@ def test_the_records_are_permanent_and_dump_lists_every_key(
     assert sorted(state) == sorted(
         [f"order:{order_id}" for order_id in story.orders]
         + ["customer-orders:cust-1", "library:cust-1", f"library-owner:{story.library_id}"]
+        + ["entitlements:cust-1", "favourites:cust-1"]
     )
+    grant = next(e for e in story.of(story.library_id) if e.type.endswith("EntitlementsGranted"))
+    assert state["entitlements:cust-1"] == {f"{story.orders[0]}~00000": float(grant.position)}
     assert state["customer-orders:cust-1"] == {
         order_id: float(story.of(order_id)[0].position) for order_id in story.orders
     }
@@ -148,6 +161,8 @@ def test_the_records_are_permanent_and_dump_lists_every_key(
         f"{prefix}customer-orders:*",
         f"{prefix}library:*",
         f"{prefix}library-owner:*",
+        f"{prefix}entitlements:*",
+        f"{prefix}favourites:*",
     ]
 
 
@@ -202,7 +217,8 @@ def test_a_revoked_grant_leaves_the_library(container: Container, prefixes: Pref
     assert view.apply(library[revoke : revoke + 1]) == 1
     after = view.library("cust-1")
     assert [(e["icon_id"], e["order_id"]) for e in after["entitlements"]] == [(a, story.orders[0])]
-    assert after["downloads"] == before["downloads"]
+    assert (before["total"], after["total"]) == (2, 1)
+    assert after["downloads"] == {a: before["downloads"][a]}
     assert (after["version"], after["position"]) == (revoke + 1, library[revoke].position)
 
 
@@ -254,3 +270,59 @@ def _next_message(pubsub: Any) -> dict[str, Any]:
         if message is not None:
             return dict(message)
     raise AssertionError("no message within 5s")
+
+
+def test_library_and_favourites_read_a_page_at_a_time(
+    container: Container, prefixes: Prefixes
+) -> None:
+    """A page is a range of the customer's sorted sets: grant order, then each grant's own
+    icon order; revoking a grant takes exactly its icons out; every page counts the total."""
+    view = _view(container, prefixes())
+    library_id, first, second = (str(uuid.uuid4()) for _ in range(3))
+    icons = [str(uuid.uuid4()) for _ in range(5)]
+    log: list[CustomerWrite] = []
+
+    def write(op: str, fields: dict[str, Any], customer: str = "") -> None:
+        version = len(log) + 1
+        log.append(
+            CustomerWrite(customer, "library", library_id, version, 100 + version, op, fields)
+        )
+        assert view.apply([log[-1]]) == 1
+
+    def grant(order_id: str, granted: list[str]) -> None:
+        held = [{"icon_id": icon, "icon_version": 1} for icon in granted]
+        write("grant", {"order_id": order_id, "icons": held, "granted_at": f"at-{order_id}"})
+
+    write("open", {"opened_at": "2026-12-03T00:00:00Z"}, customer="cust-p")
+    grant(first, [icons[2], icons[0], icons[1]])
+    grant(second, [icons[4], icons[3]])
+    write("download", {"icon_id": icons[0]})
+    for icon in (icons[3], icons[1], icons[4], icons[0]):
+        write("favourite", {"icon_id": icon})
+    write("unfavourite", {"icon_id": icons[4]})
+
+    def held(offset: int, limit: int | None) -> list[tuple[str, str]]:
+        page = view.library("cust-p", offset, limit)
+        assert page["total"] == 5
+        return [(e["order_id"], e["icon_id"]) for e in page["entitlements"]]
+
+    whole = [(first, icons[2]), (first, icons[0]), (first, icons[1])]
+    whole += [(second, icons[4]), (second, icons[3])]
+    assert held(0, None) == whole
+    assert held(0, 2) + held(2, 2) + held(4, 2) == whole
+    assert held(5, 2) == []
+    assert view.library("cust-p", 0, 2)["downloads"] == {icons[0]: 1}
+    assert view.library("cust-p", 2, 2)["downloads"] == {}
+    favourites = view.favourites("cust-p", 1, 2)
+    assert favourites == {
+        "customer_id": "cust-p",
+        "icon_ids": [icons[1], icons[0]],
+        "total": 3,
+        "version": len(log),
+        "position": 100 + len(log),
+    }
+    assert view.favourites("cust-p")["icon_ids"] == [icons[3], icons[1], icons[0]]
+    write("revoke", {"order_id": first})
+    after = view.library("cust-p", 0, 10)
+    assert [(e["order_id"], e["icon_id"]) for e in after["entitlements"]] == whole[3:]
+    assert after["total"] == 2
