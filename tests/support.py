@@ -376,3 +376,36 @@ def parked_rows(settings: Any, group: str) -> list[tuple[str, int, str | None]]:
             (group,),
         ).fetchall()
     return [(row[0], int(row[1]), row[2]) for row in rows]
+
+
+def is_live(base: str, timeout_s: float = 2) -> bool:
+    """Whether the API at ``base`` answers ``/health/live`` with 200 now."""
+    import httpx
+
+    try:
+        return httpx.get(f"{base}/health/live", timeout=timeout_s).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def wait_until_live(
+    base: str, proc: subprocess.Popen[bytes], timeout_s: float = 60, output: Path | None = None
+) -> None:
+    """Wait until the API process ``proc`` answers at ``base``; fail at once when it exits,
+    with the end of its ``output`` file when there is one."""
+    eventually(lambda: proc.poll() is not None or is_live(base), timeout_s, interval_s=0.1)
+    if proc.poll() is None and is_live(base):
+        return
+    told = output.read_text(errors="replace")[-3000:] if output is not None else ""
+    state = "did not start" if proc.poll() is None else f"exited {proc.returncode}"
+    raise AssertionError(f"the API at {base} {state} within {timeout_s:.0f} s: {told}")
+
+
+def free_port() -> int:
+    """A loopback port free at this moment (the caller binds it right away)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port

@@ -45,7 +45,7 @@ from api.contract import BEARER
 from commands.policy import Actor
 from infra.audit.scratch import scratch_database
 from infra.settings import RATE_LIMIT_BUDGETS, Settings, env_name
-from tests.e2e.test_run import _free_port
+from tests.support import free_port, wait_until_live
 
 SEED = 20261203
 MAX_EXAMPLES = 5
@@ -77,7 +77,7 @@ class Run:
 def contract_api(scratch: Settings) -> Iterator[str]:
     """`iconmarket api` on a free port over ``scratch``'s event store, with budgets no fuzzer
     reaches (the budgets are tested in tests/integration/test_rate_limits.py)."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         env_name("api_port"): str(port),
@@ -94,16 +94,7 @@ def contract_api(scratch: Settings) -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, f"iconmarket api exited {proc.returncode}"
-            try:
-                if httpx.get(f"{base}/health/live", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "iconmarket api did not start within 60 s"
-            time.sleep(0.2)
+        wait_until_live(base, proc)
         yield base
     finally:
         proc.terminate()

@@ -16,13 +16,13 @@ import pytest
 
 from commands.policy import Actor
 from infra.bootstrap import Container, bootstrap
-from tests.e2e.test_run import _free_port, _wait_for_log
-from tests.support import log_heads, published_catalog
+from tests.e2e.test_run import _wait_for_log
+from tests.support import free_port, log_heads, published_catalog
 
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[tuple[str, Container]]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "ICONMARKET_API_PORT": str(port)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "infra.cli", "api"],

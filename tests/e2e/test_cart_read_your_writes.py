@@ -15,9 +15,9 @@ from commands.messages import OpenCart
 from commands.policy import Actor
 from infra.bootstrap import Container, bootstrap
 from infra.settings import load_settings
-from tests.e2e.test_run import _free_port, _wait_for_log, running_app
+from tests.e2e.test_run import _wait_for_log, running_app
 from tests.faults.harness import scratch_container
-from tests.support import ctx, published_catalog
+from tests.support import ctx, free_port, published_catalog
 
 
 def test_a_cart_change_is_readable_at_the_position_the_command_returned() -> None:
@@ -106,7 +106,7 @@ def _stale_and_beyond_head(container: Container) -> None:
     token = container.tokens.issue(actor).access_token
     opened = container.bus.execute(OpenCart(currency="USD"), ctx(customer, "customer"))
     head = container.applications.commerce.recorder.max_notification_id()
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "ICONMARKET_POSTGRES_DB": container.settings.postgres_db,

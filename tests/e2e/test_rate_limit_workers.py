@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
 
 import httpx
 import pytest
+
+from tests.support import eventually, free_port, wait_until_live
 
 pytestmark = pytest.mark.integration
 
@@ -31,17 +30,11 @@ QUOTA = 10
 REQUESTS = 3 * QUOTA
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def api(env: Mapping[str, str]) -> Iterator[tuple[str, Path]]:
     """`iconmarket api` on a free port with ``env`` over this process's environment (and
     budgets of its own); yields its base URL and the file its JSON logs go to."""
-    port = _free_port()
+    port = free_port()
     child_env = {
         **os.environ,
         "ICONMARKET_API_PORT": str(port),
@@ -57,26 +50,11 @@ def api(env: Mapping[str, str]) -> Iterator[tuple[str, Path]]:
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            _wait_until_live(base, proc, log)
+            wait_until_live(base, proc, output=Path(log.name))
             yield base, Path(log.name)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-
-
-def _wait_until_live(base: str, proc: subprocess.Popen[bytes], log: IO[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/health/live", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    log.seek(0)
-    raise AssertionError(f"the API did not start: {log.read().decode(errors='replace')[-3000:]}")
 
 
 def _login(base: str, headers: Mapping[str, str] | None = None) -> httpx.Response:
@@ -106,12 +84,9 @@ def _pids_by_request(log: Path) -> dict[str, int]:
 
 
 def _served_by(log: Path, request_id: str) -> int:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if (pid := _pids_by_request(log).get(request_id)) is not None:
-            return pid
-        time.sleep(0.02)
-    raise AssertionError(f"no access log line for request {request_id}")
+    served = eventually(lambda: request_id in _pids_by_request(log), 10, interval_s=0.02)
+    assert served, f"no access log line for request {request_id}"
+    return _pids_by_request(log)[request_id]
 
 
 @contextmanager

@@ -7,7 +7,6 @@ import json
 import os
 import selectors
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,11 +17,7 @@ from dataclasses import dataclass
 
 import httpx
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support import free_port
 
 
 def _wait_for_log(proc: subprocess.Popen[bytes], needle: str, timeout_s: float) -> list[str]:
@@ -62,7 +57,7 @@ def app_process(
     environment; yields it once the API serves, then stops it with Ctrl-C and checks it exits
     cleanly. Queries may wait ``read_timeout_s`` for a position, since the projections may first
     replay the test run's whole history."""
-    port = _free_port()
+    port = free_port()
     child_env = {
         **os.environ,
         "ICONMARKET_API_PORT": str(port),
@@ -104,7 +99,7 @@ def _drain(proc: subprocess.Popen[bytes], into: list[str]) -> None:
 
 
 def test_run_serves_ready_and_stops_on_ctrl_c() -> None:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "ICONMARKET_API_PORT": str(port)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "infra.cli", "run", "--no-stack"],

@@ -10,7 +10,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import tempfile
 import threading
 import time
@@ -28,6 +27,7 @@ from infra.stack import manager
 from infra.stack.base import StackContext, StackError, run_as_service_user
 from infra.stack.postgres import BIN, Postgres
 from stream.relay import Relay
+from tests.support import free_port
 
 Partition = tuple[str, int]
 
@@ -152,14 +152,6 @@ class PrivateCluster:
         checkpoint, crash recovery on start); returns once the new server accepts connections.
         The new server logs to the file (its output must not hold pg_ctl's pipe open)."""
         self.pg_ctl("restart", "-m", "immediate", "-w", "-t", "60", "-l", str(self.log_file))
-
-
-def free_port() -> int:
-    """A loopback port free at this moment (the caller binds it right away)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @contextlib.contextmanager

@@ -72,6 +72,7 @@ from tests.support import (
     Catalog,
     ctx,
     eventually,
+    is_live,
     object_keys,
     parked_rows,
     published_catalog,
@@ -508,7 +509,7 @@ def _ready(kind: str, app: RunningApp, container: Container, load: Load, at_kill
             ends = _grown(lambda g=group: ends_of(settings, GROUPS[g]), at_kill[group])
             wait_for_group(container, group, ends)
     elif kind == "api":
-        assert eventually(lambda: _live(app), WAIT_S, 0.1)
+        assert eventually(lambda: is_live(app.base, 5), WAIT_S, 0.1)
         acknowledged = load.acknowledged()
         assert eventually(lambda: load.acknowledged() > acknowledged, WAIT_S)
 
@@ -540,13 +541,6 @@ def _relay_active(app: RunningApp) -> dict[str, float]:
             labels, value = line.rsplit(" ", 1)
             found[labels.split('"')[1]] = float(value)
     return found
-
-
-def _live(app: RunningApp) -> bool:
-    try:
-        return httpx.get(f"{app.base}/health/live", timeout=5).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def _state_at_kill(kind: str, container: Container) -> Any:
