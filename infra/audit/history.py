@@ -199,6 +199,12 @@ def plain(value: Any) -> Any:  # noqa: PLR0911 - one branch per JSON mapping
     return str(value)
 
 
+# A row's state as jsonb for the filters. jsonb refuses the escape of U+0000, which JSON allows
+# (and a provider's text may carry): it is read as U+FFFD, in the filter's view only. An escaped
+# backslash before "u0000" stays valid JSON too ("\\ufffd": a backslash, then text).
+_STATE_JSON = SQL("replace(convert_from(state, 'UTF8'), '\\u0000', '\\ufffd')::jsonb")
+
+
 @dataclass(frozen=True)
 class LogFilter:
     """Which rows of a log: event type (``Cart.Opened``), actor, and event time bounds
@@ -212,12 +218,12 @@ class LogFilter:
     def where(self) -> tuple[Composable, list[Any]]:
         clause: Composable = SQL("notification_id >= %s")
         params: list[Any] = []
-        stamp = SQL("(convert_from(state, 'UTF8')::jsonb #>> '{{timestamp,_data_}}')::timestamptz")
+        stamp = SQL("({} #>> '{{timestamp,_data_}}')::timestamptz").format(_STATE_JSON)
         if self.type is not None:
             clause += SQL(" AND split_part(topic, ':', 2) = %s")
             params.append(self.type)
         if self.actor is not None:
-            clause += SQL(" AND convert_from(state, 'UTF8')::jsonb ->> 'actor' = %s")
+            clause += SQL(" AND {} ->> 'actor' = %s").format(_STATE_JSON)
             params.append(self.actor)
         if self.since is not None:
             clause += SQL(" AND ") + stamp + SQL(" >= %s")

@@ -389,3 +389,38 @@ def test_export_writes_exactly_the_story_as_public_envelopes(
         ("AuditAccess.Recorded", "cliExport", {**commerce, "until": envelopes[0].occurred_at}),
     ]
     assert all(e.actor.startswith("cli:") for e in recorded)
+
+
+def test_the_log_filters_past_an_event_whose_json_holds_a_nul(settings: Settings) -> None:
+    """JSON may escape U+0000 (a provider reference, say), which PostgreSQL's jsonb refuses:
+    the actor and time filters still read such a row instead of failing the whole query."""
+    from domain.money import Money
+    from infra.audit.history import LogFilter, scan
+
+    with scratch_database(settings) as scratch_settings:
+        container = bootstrap(scratch_settings)
+        try:
+            commerce = container.applications.commerce
+            nul = {"actor": "service:pay\x00ments", "correlation_id": "corr-nul"}
+            plain = {"actor": PAYMENTS, "correlation_id": "corr-plain"}
+            for trace, reference in ((nul, "pi_\x00nul"), (plain, "pi_plain")):
+                transaction = Transaction.start(
+                    order_id=uuid.uuid4(),
+                    attempt=1,
+                    amount=Money(500, "USD"),
+                    provider="stripe",
+                    provider_reference=reference,
+                    **trace,
+                )
+                commerce.save(transaction)
+            since = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+
+            def actors(wanted: LogFilter) -> list[str]:
+                return [row["actor"] for page in scan(commerce, wanted) for row in page]
+
+            assert actors(LogFilter(actor=PAYMENTS)) == [PAYMENTS]
+            assert actors(LogFilter(since=since)) == [nul["actor"], PAYMENTS]
+            # (the API refuses a NUL in a filter: NO_NUL; PostgreSQL text cannot hold one)
+            assert actors(LogFilter(actor="service:pay\ufffdments", since=since)) == [nul["actor"]]
+        finally:
+            container.close()
