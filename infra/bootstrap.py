@@ -156,7 +156,7 @@ class Container:
             max_uncompressed_bytes=s.zip_max_uncompressed_bytes,
             max_ratio=s.zip_max_ratio,
         )
-        return ZipImporter(self.svg_ingestion, limits)
+        return ZipImporter(self.svg_ingestion, limits, s.import_staged_ttl_s)
 
     @cached_property
     def stripe(self) -> stripe.StripeClient:

@@ -268,6 +268,13 @@ class Settings:
     zip_max_ratio: int = _setting(
         100, "Highest compression ratio of any zip entry (zip_bomb).", group="ingest"
     )
+    import_staged_ttl_s: int = _setting(
+        604_800,
+        "Seconds a requested zip import's staged zip is kept for the import worker; "
+        "`iconmarket media sweep-staged` deletes older ones (an import the worker reaches "
+        "after that is refused: import_zip_missing).",
+        group="ingest",
+    )
 
     media_render_deadline_s: float = _setting(
         5.0,

@@ -161,10 +161,7 @@ class ZipImporter:
             try:
                 batch = self._staged_batch(found)
             except MediaRefused as refused:
-                command = m.RefuseImport(
-                    import_id=found.id, code=refused.code, detail=refused.detail
-                )
-                self.ingestion.bus.execute(command, with_key(ctx, f"import:{found.id}:refused"))
+                self._refuse(found, refused, ctx)
             else:
                 self._import(found, batch, ctx)
             found = self.find(import_id)
@@ -199,6 +196,16 @@ class ZipImporter:
         for key in stale:
             store.delete(key)
         return len(stale)
+
+    def _refuse(self, found: IconImport, refused: MediaRefused, ctx: CommandContext) -> None:
+        if refused.code == RefusalCode.IMPORT_ZIP_MISSING.value:
+            # Another worker (a rebalance's previous owner) may have just finished it and
+            # deleted its zip: that is no refusal.
+            current = self.find(found.id)
+            if current is None or current.status is not ImportStatus.PENDING:
+                return
+        command = m.RefuseImport(import_id=found.id, code=refused.code, detail=refused.detail)
+        self.ingestion.bus.execute(command, with_key(ctx, f"import:{found.id}:refused"))
 
     def _staged_batch(self, found: IconImport) -> ZipBatch:
         """The staged zip, checked as a whole; raises `MediaRefused` naming the rule broken."""

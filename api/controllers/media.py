@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, get, post, put
-from litestar.datastructures import UploadFile
+from litestar.datastructures import ResponseHeader, UploadFile
 from litestar.exceptions import HTTPException
 from litestar.params import FromPath
 
@@ -24,7 +24,7 @@ from api.controllers.deps import ContainerDep
 from commands.errors import AggregateNotFound
 from commands.handlers.common import authorize
 from commands.policy import Action
-from domain.icon_import import IconImport
+from domain.icon_import import IconImport, ImportStatus
 from pipelines.errors import MediaRefused, RefusalCode
 from pipelines.import_batch import ImportOutcome
 from pipelines.svg_ingest import StoredSvg
@@ -89,19 +89,44 @@ class ImportRenderRefusalOut(msgspec.Struct):
     detail: str
 
 
+class ImportRefusalOut(msgspec.Struct):
+    """Why a zip was refused as a whole: the rule's ``code`` (docs/media.md) and a detail."""
+
+    code: str
+    detail: str
+
+
+class ImportAccepted(msgspec.Struct):
+    """A requested zip batch import, ``status`` ``pending``: the import worker processes it;
+    read it at ``GET /v1/imports/{id}`` (the ``Location``). ``position`` is the request's
+    event."""
+
+    id: str
+    set_id: str
+    status: Literal["pending"]
+    zip_hash: str
+    size_bytes: int
+    version: int
+    position: int
+
+
 class ImportReport(msgspec.Struct):
-    """A zip batch's report: the icons it created, one reason per refused file, and the
-    created icons whose rendering was refused since (``render_refused``, from the catalog read
-    model: it fills in as the media workers get to them)."""
+    """A zip batch import: ``status`` ``pending`` (not processed yet: no report), ``done`` (the
+    icons it created, one reason per refused file, and the created icons whose rendering was
+    refused since, ``render_refused``, from the catalog read model: it fills in as the media
+    workers get to them) or ``refused`` (the zip was refused as a whole: ``refusal`` has the
+    rule's code; nothing was created)."""
 
     id: str
     set_id: str
     zip_hash: str
     version: int
     position: int
+    status: Literal["pending", "done", "refused"]
     created: list[ImportedIconOut]
     rejected: list[ImportRejectionOut]
-    render_refused: list[ImportRenderRefusalOut] = msgspec.field(default_factory=list)
+    render_refused: list[ImportRenderRefusalOut]
+    refusal: ImportRefusalOut | None
 
 
 class IconRenderOut(msgspec.Struct):
@@ -188,16 +213,25 @@ def _accepted(stored: StoredSvg, status_code: int) -> Response[SvgAccepted]:
     )
 
 
+_STATUSES: dict[ImportStatus, Literal["pending", "done", "refused"]] = {
+    ImportStatus.PENDING: "pending",
+    ImportStatus.DONE: "done",
+    ImportStatus.REFUSED: "refused",
+}
+
+
 def _report(
     report: IconImport, position: int, refused: dict[str, dict[str, Any]] | None = None
 ) -> ImportReport:
     refused = refused or {}
+    refusal = report.refusal
     return ImportReport(
         id=str(report.id),
         set_id=str(report.set_id),
         zip_hash=report.zip_hash,
         version=report.version,
         position=position,
+        status=_STATUSES[report.status],
         created=[ImportedIconOut(item["file"], item["icon_id"]) for item in report.created],
         rejected=[
             ImportRejectionOut(item["file"], item["code"], item["detail"])
@@ -213,6 +247,7 @@ def _report(
             for item in report.created
             if item["icon_id"] in refused
         ],
+        refusal=None if refusal is None else ImportRefusalOut(refusal["code"], refusal["detail"]),
     )
 
 
@@ -340,42 +375,73 @@ class ImportController(Controller):
     @post(
         "/sets/{set_id:uuid}/imports",
         operation_id="importIconZip",
-        opt=facts(upload=sorted(ZIP_TYPES)),
-        status_code=201,
-        summary="Import a zip batch of SVGs with a manifest.json into a set (owner only).",
+        opt=facts(upload=sorted(ZIP_TYPES), creates="import"),
+        status_code=202,
+        summary="Request the import of a zip batch of SVGs with a manifest.json into a set "
+        "(owner only).",
         description=(
-            "Body: application/zip, or multipart/form-data with a 'file' part. The manifest "
-            "follows /v1/schemas/import-manifest.json. Valid entries become icons with their "
-            "original recorded; invalid ones get one reason each in the report. A re-sent zip "
-            "(same bytes and Idempotency-Key) returns the first report (200) and creates "
-            "nothing. A zip refused as a whole (bomb, traversal, symlink, bad manifest...) is a "
-            "422 with the rule's code; nothing is created."
+            "Body: application/zip, or multipart/form-data with a 'file' part, at most "
+            "ICONMARKET_ZIP_MAX_BYTES (a larger Content-Length or body is a 422 zip_too_large "
+            "before or while it is read, after the owner check). The zip is stored in staging "
+            "and the import recorded as pending (IconImport.ImportRequested): 202 with the "
+            "import's id, status 'pending' and the Location GET /v1/imports/{id}, where the "
+            "import worker's report appears. The manifest follows "
+            "/v1/schemas/import-manifest.json. Valid entries become icons with their original "
+            "recorded; invalid ones get one reason each in the report. A zip refused as a whole "
+            "(not a zip, bomb, traversal, symlink, bad manifest...) is an import with status "
+            "'refused' and the rule's code; nothing is created. A re-sent zip (same bytes and "
+            "Idempotency-Key) answers the first answer (Idempotent-Replayed: true) and stores "
+            "and creates nothing."
         ),
         request_max_body_size=MAX_ZIP_BODY,
+        response_headers=[
+            ResponseHeader(
+                name="Location",
+                description="The import: GET it for its status and report.",
+                documentation_only=True,
+            )
+        ],
     )
     async def import_zip(
         self, request: Req, container: ContainerDep, set_id: FromPath[UUID]
-    ) -> Response[ImportReport]:
+    ) -> Response[ImportAccepted]:
         ctx = command_context(request, container)
         importer = container.zip_importer
         await asyncio.to_thread(importer.writable_set, set_id, ctx)  # before any byte is read
         raw = await _body(
             request, ZIP_TYPES, limit=importer.limits.max_bytes, too_large=RefusalCode.ZIP_TOO_LARGE
         )
-        outcome: ImportOutcome = await asyncio.to_thread(importer.run, set_id, raw, ctx)
+        outcome: ImportOutcome = await asyncio.to_thread(importer.request, set_id, raw, ctx)
+        requested, result = outcome.report, outcome.result
         return Response(
-            _report(outcome.report, outcome.result.position),
-            status_code=200 if outcome.replayed else 201,
-            headers={"Idempotent-Replayed": "true" if outcome.replayed else "false"},
+            ImportAccepted(
+                id=str(requested.id),
+                set_id=str(requested.set_id),
+                status="pending",
+                zip_hash=requested.zip_hash,
+                size_bytes=len(raw),
+                version=1,
+                position=result.position,
+            ),
+            status_code=202,
+            headers={
+                "Location": f"/v1/imports/{requested.id}",
+                "ETag": '"1"',
+                "Idempotent-Replayed": "true" if outcome.replayed else "false",
+            },
         )
 
     @get(
         "/imports/{import_id:uuid}",
         operation_id="getImport",
-        summary="The report of a zip batch import (the set's owner only).",
+        summary="A zip batch import: pending, or its report (the set's owner only).",
         description=(
-            "Read from the import's own event (IconImport.ImportReported): a report is written "
-            "once and never changes, so it has no separate read model."
+            "Read from the import's own events (no read model): status 'pending' (requested, "
+            "not processed by the import worker yet: no report), 'done' (IconImport."
+            "ImportCompleted: created and rejected, plus render_refused from the catalog read "
+            "model) or 'refused' (IconImport.ImportRefused: the zip broke a whole-zip rule, "
+            "refusal.code names it; nothing was created). A report is written once and never "
+            "changes."
         ),
     )
     async def get_import(
@@ -392,7 +458,9 @@ class ImportController(Controller):
 
         report = await asyncio.to_thread(read)
         head = container.applications.catalog.recorder.max_notification_id() or 0
-        refused = await asyncio.to_thread(_render_refusals, container, report)
+        refused = (
+            await asyncio.to_thread(_render_refusals, container, report) if report.created else {}
+        )
         return _report(report, head, refused)
 
     @get(

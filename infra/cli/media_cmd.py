@@ -24,6 +24,8 @@ from infra.cli.periodic import every
 from infra.logs import configure
 from infra.settings import Settings
 from pipelines.derivatives import MediaStores
+from pipelines.import_worker import GROUP_ID as IMPORTS_GROUP_ID
+from pipelines.import_worker import ImportWorker
 from pipelines.media_worker import GROUP_ID, HEAVY_GROUP_ID, Lane, MediaWorker
 from pipelines.previews import GROUP_ID as PREVIEWS_GROUP_ID
 from pipelines.previews import PreviewComposer
@@ -71,13 +73,26 @@ def register(commands: Any) -> None:
         "--workers", type=int, default=None, metavar="N", help="processes (default: every core)"
     )
     again.set_defaults(handler=_rerender)
+    imports = actions.add_parser(
+        "imports",
+        help="run the zip import worker until SIGTERM or Ctrl-C",
+        description="Consume the catalog topic (consumer group "
+        f"{IMPORTS_GROUP_ID!r}): process every requested zip batch import (IconImport."
+        "ImportRequested): read its staged zip, create its icons and record the report "
+        "(IconImport.ImportCompleted), or the zip's refusal (IconImport.ImportRefused), then "
+        "delete the staged zip. Idempotent: a redelivered request creates nothing twice; a "
+        "dependency failure is waited out.",
+    )
+    imports.set_defaults(handler=_imports)
     staged = actions.add_parser(
         "sweep-staged",
-        help="delete presigned uploads staged but never completed",
+        help="delete presigned uploads and import zips staged but never processed",
         description="Delete the staged objects (incoming/ in the private bucket) of presigned "
         "uploads older than their URL's lifetime (ICONMARKET_UPLOAD_URL_TTL_S) plus a minute: "
-        "their URL has expired and nobody completed them. With --loop, repeat every "
-        "ICONMARKET_UPLOAD_URL_TTL_S until SIGTERM or Ctrl-C (a process of `iconmarket run`).",
+        "their URL has expired and nobody completed them; and the staged zips of imports "
+        "(imports/) older than ICONMARKET_IMPORT_STAGED_TTL_S (the worker deletes a processed "
+        "import's own). With --loop, repeat every ICONMARKET_UPLOAD_URL_TTL_S until SIGTERM or "
+        "Ctrl-C (a process of `iconmarket run`).",
     )
     staged.add_argument("--loop", action="store_true", help="keep sweeping periodically")
     staged.set_defaults(handler=_sweep_staged)
@@ -164,22 +179,57 @@ def _work(_args: argparse.Namespace) -> int:
     return 0
 
 
+IMPORT_BATCH = 1
+# One import per poll; a 500-entry import may take minutes on a loaded machine.
+IMPORT_MAX_POLL_INTERVAL_S = 900.0
+
+
+def import_runner(
+    container: Container, *, topic: str | None = None, group_id: str = IMPORTS_GROUP_ID
+) -> ConsumerRunner:
+    """The zip import worker (``topic`` and ``group_id``: another topic and group, for tests)."""
+    return ConsumerRunner(
+        container.settings,
+        group_id=group_id,
+        topics=[topic or topic_for("catalog")],
+        handler=ImportWorker(container.zip_importer),
+        batch_size=IMPORT_BATCH,
+        max_poll_interval_s=IMPORT_MAX_POLL_INTERVAL_S,
+    )
+
+
+def _imports(_args: argparse.Namespace) -> int:
+    container = bootstrap()
+    configure(container.settings.log_level)
+    try:
+        serve([import_runner(container)])
+    finally:
+        container.close()
+    return 0
+
+
 def _sweep_staged(args: argparse.Namespace) -> int:
     container = bootstrap()
     configure(container.settings.log_level)
     ingestion = container.svg_ingestion
+    importer = container.zip_importer
+
+    def sweep() -> tuple[int, int]:
+        return ingestion.sweep_staged(), importer.sweep_staged()
 
     def one_pass() -> None:
-        deleted = ingestion.sweep_staged()
-        if deleted:
-            log.info("abandoned staged uploads deleted", extra={"deleted": deleted})
+        uploads, zips = sweep()
+        if uploads or zips:
+            log.info("abandoned staged objects deleted", extra={"uploads": uploads, "zips": zips})
 
     try:
         if args.loop:
             every(container.settings.upload_url_ttl_s, one_pass, "staged upload sweep", log)
         else:
-            deleted = ingestion.sweep_staged()
-            Console(stderr=True).print(f"sweep-staged: {deleted} staged uploads deleted")
+            uploads, zips = sweep()
+            Console(stderr=True).print(
+                f"sweep-staged: {uploads} staged uploads and {zips} staged import zips deleted"
+            )
     finally:
         container.close()
     return 0

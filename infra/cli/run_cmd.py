@@ -123,6 +123,8 @@ def processes(settings: Settings) -> dict[str, list[str]]:
         "payments": [sys.executable, "-m", "infra.cli", "payments", "reconcile", "--loop"],
         "carts": [sys.executable, "-m", "infra.cli", "carts", "sweep", "--loop"],
         "media": [sys.executable, "-m", "infra.cli", "media", "work"],
+        "imports": [sys.executable, "-m", "infra.cli", "media", "imports"],
+        "staged": [sys.executable, "-m", "infra.cli", "media", "sweep-staged", "--loop"],
     }
 
 

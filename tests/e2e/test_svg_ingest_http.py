@@ -9,6 +9,7 @@ import json
 import uuid
 import zipfile
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -18,7 +19,7 @@ from domain.icon import Icon
 from infra.bootstrap import Container, bootstrap
 from pipelines.svg_policy import sanitise_svg
 from tests.e2e.test_run import running_app
-from tests.support import appended_since, log_heads
+from tests.support import appended_since, eventually, log_heads
 
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="20" height="10"><path d="M0 0h9"/></svg>'
 
@@ -88,8 +89,19 @@ def test_uploads_and_a_zip_batch_through_the_running_server(
             content=archive.getvalue(),
             headers={"Content-Type": "application/zip"},
         )
-        assert imported.status_code == 201, imported.text
-        report = client.get(f"/v1/imports/{imported.json()['id']}").json()
+        assert imported.status_code == 202, imported.text
+        assert imported.json()["status"] == "pending"
+        location = imported.headers["location"]
+        assert location == f"/v1/imports/{imported.json()['id']}"
+        # The import worker `run` supervises processes it: wait on its status, never sleep.
+        report: dict[str, Any] = {}
+
+        def processed() -> bool:
+            report.update(client.get(location).json())
+            return bool(report["status"] != "pending")
+
+        assert eventually(processed, 120, interval_s=0.2), report
+        assert report["status"] == "done"
 
     assert [item["file"] for item in report["created"]] == ["ok.svg"]
     assert [(item["file"], item["code"]) for item in report["rejected"]] == [
@@ -109,7 +121,7 @@ def test_uploads_and_a_zip_batch_through_the_running_server(
             *("Family.Created", "IconSet.Created", "Icon.Created", "Icon.OriginalRecorded"),
             *("Icon.SvgRevised", "Icon.Created", "Icon.OriginalRecorded"),
             *("IconSet.IconAdded", "IconSet.IconAdded"),
-            "IconImport.ImportReported",
+            *("IconImport.ImportRequested", "IconImport.ImportCompleted"),
         ]
     )
     first = apps.catalog.repository.get(uuid.UUID(icon["id"]))

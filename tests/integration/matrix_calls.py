@@ -38,6 +38,7 @@ from domain.library import Library
 from domain.order import Order
 from domain.transaction import Transaction
 from infra.bootstrap import Container
+from pipelines.import_batch import staged_zip_key
 from pipelines.zip_import import MANIFEST_SCHEMA_PATH
 from projections.cart_view import RedisCartView
 from projections.carts import apply as cart_writes
@@ -719,37 +720,32 @@ def _complete_svg_upload(w: World, who: Who) -> Call:
 
 def _import_zip(w: World, who: Who) -> Call:
     set_id = w.icon_set(who.owner)
-    raw, stored = svg_document(_unique())
+    raw, _ = svg_document(_unique())
     zipped = zip_batch("glyph.svg", raw)
     import_id = import_id_for(set_id, hashlib.sha256(zipped).hexdigest(), "")
 
     def answer(response: Any, appended: list[Appended]) -> None:
-        body = _json(response, 201)
-        [icon] = [a.originator_id for a in appended if a.name == "Icon.Created"]
+        body = _json(response, 202)
+        assert response.headers["location"] == f"/v1/imports/{import_id}"
         assert body == {
             "id": str(import_id),
             "set_id": str(set_id),
+            "status": "pending",
             "zip_hash": hashlib.sha256(zipped).hexdigest(),
+            "size_bytes": len(zipped),
             "version": 1,
             "position": _position(appended, "catalog"),
-            "created": [{"file": "glyph.svg", "icon_id": str(icon)}],
-            "rejected": [],
-            "render_refused": [],
         }
 
+    # The request records the import and stages the zip; the import worker creates the icons.
     return Call(
         "POST",
         f"/v1/sets/{set_id}/imports",
-        (
-            ("catalog", "IconSet.IconAdded", set_id, 2),
-            ("catalog", "Icon.Created", NEW, 1),
-            ("catalog", "Icon.OriginalRecorded", NEW, 2),
-            ("catalog", "IconImport.ImportReported", import_id, 1),
-        ),
+        (("catalog", "IconImport.ImportRequested", import_id, 1),),
         content=zipped,
         headers={"Content-Type": "application/zip"},
         answer=answer,
-        stored=frozenset({original_key(stored)}),
+        stored=frozenset({staged_zip_key(import_id)}),
     )
 
 
@@ -763,11 +759,13 @@ def _get_import(w: World, who: Who) -> Call:
             "id": str(import_id),
             "set_id": str(set_id),
             "zip_hash": body["zip_hash"],
-            "version": 1,
+            "version": 2,
             "position": catalog.recorder.max_notification_id(),
+            "status": "done",
             "created": [{"file": "glyph.svg", "icon_id": str(icon_id)}],
             "rejected": [],
             "render_refused": [],
+            "refusal": None,
         }
 
     return Call("GET", f"/v1/imports/{import_id}", answer=answer)

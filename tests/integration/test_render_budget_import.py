@@ -90,7 +90,8 @@ def test_costly_entries_are_reported_as_too_costly_and_leave_nothing_behind(
     assert sorted(e.name for e in appended) == [
         "Icon.Created",
         "Icon.OriginalRecorded",
-        "IconImport.ImportReported",
+        "IconImport.ImportCompleted",
+        "IconImport.ImportRequested",
         "IconSet.IconAdded",
     ]
     assert {e.originator_id for e in appended if e.name.startswith("Icon.")} == {icon_id}
