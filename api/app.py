@@ -96,7 +96,12 @@ def create_app(container: Container | None = None) -> Litestar:
             AuditController,
         ],
         dependencies=dependencies_for(container, health_pool),
-        middleware=[prometheus.middleware, limits.middleware, allow_middleware],
+        middleware=[
+            prometheus.middleware,
+            limits.middleware,
+            allow_middleware,
+            container.sessions.middleware,
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=exact_parameters,
         openapi_config=OpenAPIConfig(

@@ -10,7 +10,8 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 
-from api.auth import bearer_token
+from api.auth import TokenClaims, bearer_token
+from api.sessions import verdict_for
 from commands.policy import Actor
 from commands.results import CommandContext, CommandResult
 from infra.bootstrap import Container
@@ -31,8 +32,17 @@ class CommandAccepted(msgspec.Struct):
     position: int
 
 
+def claims_of(request: Request[Any, Any, Any], container: Container) -> TokenClaims:
+    """The claims of the request's access token, once its session was found to hold (the
+    check `api.sessions` made before the handler): else 401, or 503 when it cannot be told."""
+    token = bearer_token(request.headers.get("authorization"))
+    claims = container.tokens.claims(token)
+    verdict_for(request.scope, token).enforce()
+    return claims
+
+
 def actor_of(request: Request[Any, Any, Any], container: Container) -> Actor:
-    return container.tokens.verify(bearer_token(request.headers.get("authorization")))
+    return claims_of(request, container).actor
 
 
 def _expected_version(request: Request[Any, Any, Any]) -> int | None:

@@ -11,6 +11,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
 from api.freshness import PositionBeyondHead, StaleRead
+from api.sessions import SessionsUnavailable
 from commands.errors import (
     AccessDenied,
     AggregateNotFound,
@@ -165,12 +166,19 @@ def _store_unavailable(_request: Request[Any, Any, Any], exc: StoreUnavailable) 
     return problem(503, exc.code, exc.message, headers={"Retry-After": str(exc.retry_after_s)})
 
 
+def _sessions_unavailable(
+    _request: Request[Any, Any, Any], exc: SessionsUnavailable
+) -> Response[Any]:
+    return problem(503, exc.code, exc.message, headers={"Retry-After": str(exc.retry_after_s)})
+
+
 def _hashing_busy(_request: Request[Any, Any, Any], exc: HashingBusy) -> Response[Any]:
     return problem(503, exc.code, exc.message, headers={"Retry-After": str(exc.retry_after_s)})
 
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     HashingBusy: _hashing_busy,
+    SessionsUnavailable: _sessions_unavailable,
     PaymentProviderUnavailable: _provider_unavailable,
     CommandDeadlineExceeded: _command_timeout,
     StoreUnavailable: _store_unavailable,

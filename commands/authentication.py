@@ -18,8 +18,10 @@ _WRONG = "wrong e-mail or password"
 
 
 def _account(apps: Applications, account_id: UUID) -> Account | None:
+    # A current read: a token carries the account's sessions version as read here, and one
+    # older than the last role change would be refused (a cached copy may be that old).
     try:
-        return UnitOfWork.read(apps.identity, Account, account_id)
+        return UnitOfWork.read(apps.identity, Account, account_id, current=True)
     except AggregateNotFound:
         return None
 
@@ -46,8 +48,9 @@ def authenticated(account: Account | None, password_matched: bool) -> Actor:
     return Actor(id=str(account.id), roles=_roles(account))
 
 
-def current_roles(apps: Applications, actor_id: str) -> frozenset[str]:
-    """The account's roles now (a refresh re-reads them, so role changes reach new tokens)."""
+def current_account(apps: Applications, actor_id: str) -> tuple[Actor, int]:
+    """The account's actor (its roles now) and sessions version: a refresh re-reads them, so
+    role changes reach new tokens."""
     try:
         account = _account(apps, UUID(actor_id))
     except ValueError:
@@ -56,4 +59,13 @@ def current_roles(apps: Applications, actor_id: str) -> frozenset[str]:
         raise Unauthenticated(
             "a valid refresh token is required", reason="the account no longer exists"
         )
-    return _roles(account)
+    return Actor(id=str(account.id), roles=_roles(account)), account.sessions_version
+
+
+def sessions_version_of(apps: Applications, account_id: str) -> int:
+    """The account's sessions version in the event store now (0 for no such account)."""
+    try:
+        account = _account(apps, UUID(account_id))
+    except ValueError:
+        return 0
+    return account.sessions_version if account else 0

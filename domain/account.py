@@ -89,6 +89,7 @@ class Account(TracedAggregate):
         self._email = email
         self._password_hash = password_hash
         self._roles = list(roles)
+        self._sessions_version = 0
 
     @property
     def email(self) -> str:
@@ -101,6 +102,12 @@ class Account(TracedAggregate):
     @property
     def roles(self) -> frozenset[Role]:
         return frozenset(Role(role) for role in self._roles)
+
+    @property
+    def sessions_version(self) -> int:
+        """The version of the last event that ends the account's sessions (a role change,
+        a block, a new password), 0 before any: a token issued before it is no longer valid."""
+        return self._sessions_version
 
     def has_role(self, role: Role) -> bool:
         return role in self.roles
@@ -163,10 +170,12 @@ class Account(TracedAggregate):
     @event(RolesChanged)
     def _roles_changed(self, *, roles: list[str], actor: str, correlation_id: str) -> None:
         self._roles = list(roles)
+        self._sessions_version = self.version + 1  # the version this event gives the account
 
     @event(PasswordChanged)
     def _password_changed(self, *, password_hash: str, actor: str, correlation_id: str) -> None:
         self._password_hash = password_hash
+        self._sessions_version = self.version + 1
 
 
 def _non_empty_roles(roles: Iterable[str]) -> frozenset[Role]:

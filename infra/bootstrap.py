@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
 
     from api.auth import TokenService
+    from api.sessions import Sessions
     from commands.applications import Applications
     from commands.bus import CommandBus
     from commands.password_hashing import PasswordHashing
@@ -223,6 +224,36 @@ class Container:
         s = self.settings
         return TokenService(
             s.jwt_secret, access_ttl_s=s.jwt_access_ttl_s, refresh_ttl_s=s.jwt_refresh_ttl_s
+        )
+
+    @cached_property
+    def sessions(self) -> Sessions:
+        """Session checks, refresh-token rotation and logout, on Redis (api/sessions.py)."""
+        from api.sessions import Sessions
+        from commands.authentication import sessions_version_of
+
+        s = self.settings
+        import redis.asyncio as redis_async
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        # A client of its own: one immediate retry, so that a Redis that is down answers 503
+        # at once instead of after the default client's backoff.
+        client = redis_async.Redis(
+            host=s.redis_host,
+            port=s.redis_port,
+            socket_timeout=s.health_timeout_s,
+            socket_connect_timeout=s.health_timeout_s,
+            max_connections=256,
+            retry=Retry(NoBackoff(), 1),
+        )
+        return Sessions(
+            client,
+            self.tokens,
+            lambda account_id: sessions_version_of(self.applications, account_id),
+            prefix=s.sessions_prefix,
+            cache_s=s.sessions_cache_s,
+            change_horizon_s=s.command_deadline_s + s.sessions_change_horizon_s,
         )
 
     @cached_property

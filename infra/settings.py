@@ -44,6 +44,7 @@ ENVIRONMENTS = ("dev", "test", "prod")
 """The modes ``ICONMARKET_ENV`` must name: ``dev`` and ``test`` accept the public development
 secrets and serve on loopback only; ``prod`` refuses them. Unset or anything else is refused."""
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+MAX_SESSIONS_CACHE_S = 5.0
 JWT_SECRET_FILE = "jwt-secret"  # noqa: S105 - a file name, not a secret
 """In dev and test, the token signing secret generated once per install, under the state dir."""
 MIN_JWT_SECRET = 32
@@ -111,6 +112,27 @@ class Settings:
     jwt_access_ttl_s: int = _setting(900, "Lifetime of an access token in seconds.", group="api")
     jwt_refresh_ttl_s: int = _setting(
         1_209_600, "Lifetime of a refresh token in seconds (14 days).", group="api"
+    )
+    sessions_prefix: str = _setting(
+        "sessions",
+        "Prefix of the sessions' Redis keys (accounts' sessions versions, refresh-token "
+        "families; docs/api.md, Sessions). Every API worker of a deployment must use the same one.",
+        group="api",
+    )
+    sessions_cache_s: float = _setting(
+        1.0,
+        "Seconds an API worker may reuse what it read of an account's sessions version or a "
+        "session's state: a block, role change or logout reaches every worker within it (0 "
+        "reads Redis on every request). Sessions always fail closed: when Redis cannot be "
+        "read, an authenticated request answers 503 `sessions_unavailable`.",
+        group="api",
+    )
+    sessions_change_horizon_s: float = _setting(
+        60.0,
+        "Seconds after a role change's deadline (ICONMARKET_COMMAND_DEADLINE_S) during which "
+        "checks of that account also read the event store, in case the API worker that made "
+        "it died before recording the new sessions version in Redis.",
+        group="api",
     )
     jwt_secret: str = _setting(
         "",
@@ -519,6 +541,11 @@ class Settings:
             raise SettingsError(
                 f"{env_name('supervisor_max_crashes')}={self.supervisor_max_crashes} must be at "
                 "least 1"
+            )
+        if not 0 <= self.sessions_cache_s <= MAX_SESSIONS_CACHE_S:
+            raise SettingsError(
+                f"{env_name('sessions_cache_s')}={self.sessions_cache_s} must be between 0 and "
+                f"{MAX_SESSIONS_CACHE_S}: a block must reach every API worker within seconds"
             )
         if self.env not in ENVIRONMENTS:
             raise SettingsError(

@@ -21,6 +21,8 @@ os.environ.update(stack_environment())
 # Rate-limit budgets of this run's own (and of the processes it starts): runs that share the
 # test stack never draw on each other's budgets.
 os.environ["ICONMARKET_RATE_LIMIT_PREFIX"] = f"ratelimit-test-{uuid.uuid4().hex[:12]}"
+# Sessions too (accounts' sessions versions, refresh-token families: api/sessions.py).
+os.environ["ICONMARKET_SESSIONS_PREFIX"] = f"sessions-test-{uuid.uuid4().hex[:12]}"
 
 from infra.bootstrap import Container, bootstrap
 from infra.settings import Settings, load_settings

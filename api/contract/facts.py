@@ -99,7 +99,8 @@ class RouteFacts:
         """The problem statuses this operation can answer."""
         found = set(self.declared.problems)
         if not self.declared.public:
-            found |= {401, 403}
+            # 503: the token's session cannot be checked (api/sessions.py fails closed).
+            found |= {401, 403, 503}
         if self.path_ids:
             found.add(404)
         if self.inputs or self.command or self.declared.correlated:

@@ -40,8 +40,9 @@ REFUSALS: Final[dict[int, Refusal]] = {
         Refusal(
             401,
             "Unauthenticated",
-            "A valid token (or credentials, or signature) is required: `unauthenticated`, "
-            "`webhook_rejected`.",
+            "A valid token (or credentials, or signature) is required: `unauthenticated` (also "
+            "for a token issued before its account's last role change or block, or of a session "
+            "that ended: logout, a reused refresh token), `webhook_rejected`.",
             {"WWW-Authenticate": "The authentication scheme to use."},
         ),
         Refusal(
@@ -105,7 +106,8 @@ REFUSALS: Final[dict[int, Refusal]] = {
             "Try again after `Retry-After`: `stale` (the read model did not reach "
             "`min_position` in time), `command_timeout`, `store_unavailable`, "
             "`password_hashing_busy`, `payment_provider_unavailable`, "
-            "`rate_limiter_unavailable`.",
+            "`rate_limiter_unavailable`, `sessions_unavailable` (the token's session cannot be "
+            "checked: sessions fail closed).",
             RETRY_AFTER,
         ),
     )

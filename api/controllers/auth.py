@@ -1,4 +1,4 @@
-"""Accounts and tokens: register, token (password or refresh), me, role changes."""
+"""Accounts and tokens: register, token (password or refresh), logout, me, role changes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from uuid import UUID
 from litestar import Controller, Request, Response, get, post, put
 from litestar.params import FromPath, JSONBody
 
-from api.commanding import ANONYMOUS, CommandAccepted, actor_of, dispatch
+from api.commanding import ANONYMOUS, CommandAccepted, actor_of, claims_of, dispatch
 from api.contract import facts
 from api.controllers.deps import ContainerDep
 from api.schemas import (
@@ -22,10 +22,10 @@ from api.schemas import (
     TokenResponse,
 )
 from commands import messages as m
-from commands.authentication import account_for, authenticated, current_roles, hash_to_check
+from commands.authentication import account_for, authenticated, current_account, hash_to_check
 from commands.errors import AccessDenied, AlreadyExists, Unauthenticated
 from commands.password_hashing import check_strength
-from commands.policy import Action, Actor, Resource, decide
+from commands.policy import Action, Resource, decide
 
 REGISTRATION_ACCEPTED = RegistrationAccepted(
     status="accepted",
@@ -73,19 +73,41 @@ class AuthController(Controller):
         summary="Exchange e-mail and password, or a refresh token, for a token pair.",
     )
     async def token(self, container: ContainerDep, data: JSONBody[TokenBody]) -> TokenResponse:
+        sessions = container.sessions
         if data.refresh_token is not None:
-            claimed = container.tokens.verify(data.refresh_token, kind="refresh")
-            roles = await asyncio.to_thread(current_roles, container.applications, claimed.id)
-            actor = Actor(claimed.id, roles)
+            claims = container.tokens.claims(data.refresh_token, kind="refresh")
+            actor, version = await asyncio.to_thread(
+                current_account, container.applications, claims.actor.id
+            )
+            pair = await sessions.rotate(claims, actor, version)
         elif data.email is not None and data.password is not None:
             account = await asyncio.to_thread(account_for, container.applications, data.email)
             hashing = container.password_hashing
             matched = await hashing.matches(hash_to_check(account), data.password)
             actor = authenticated(account, matched)
+            pair = await sessions.start(actor, account.sessions_version if account else 0)
         else:
             raise Unauthenticated("send email and password, or refresh_token")
-        pair = container.tokens.issue(actor)
         return TokenResponse(pair.access_token, pair.refresh_token, "Bearer", pair.expires_in)
+
+    @post(
+        "/logout",
+        operation_id="logout",
+        opt=facts(command=False),
+        status_code=204,
+        summary="End the session of the bearer token: its refresh token and access tokens.",
+        description=(
+            "Ends the session (refresh-token family) the access token belongs to: its refresh "
+            "token, and every access token issued in it, are refused from now on (other API "
+            "workers within ICONMARKET_SESSIONS_CACHE_S). Other sessions of the account are "
+            "left as they are. Answers 204 also when the session had ended already; a blocked "
+            "account may log out too. Records no event."
+        ),
+    )
+    async def logout(self, request: Request[Any, Any, Any], container: ContainerDep) -> None:
+        claims = claims_of(request, container)
+        if claims.family is not None:
+            await container.sessions.revoke(claims.family)
 
     @get("/me", operation_id="getMe", summary="Who the bearer token says you are.")
     async def me(self, request: Request[Any, Any, Any], container: ContainerDep) -> MeResponse:
@@ -114,4 +136,9 @@ class AccountController(Controller):
         data: JSONBody[RolesBody],
     ) -> Response[CommandAccepted]:
         command = m.ChangeRoles(account_id=account_id, roles=tuple(data.roles))
-        return await dispatch(request, container, command)
+        actor = actor_of(request, container)
+        if not decide(actor, Action.ACCOUNT_CHANGE_ROLES, Resource("account")).allowed:
+            return await dispatch(request, container, command, actor=actor)  # its refusal
+        # Tokens issued before the change are refused once it is saved (api/sessions.py).
+        async with container.sessions.changing(str(account_id)):
+            return await dispatch(request, container, command, actor=actor)

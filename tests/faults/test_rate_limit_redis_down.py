@@ -3,7 +3,11 @@ a command arrives. Failing open (ICONMARKET_RATE_LIMIT_FAIL_OPEN=true, the defau
 is served unmetered once the check's bound has passed, with a warning logged and counted;
 failing closed it is refused with 503 ``rate_limiter_unavailable`` and Retry-After, and nothing
 is appended. Either way the answer comes within the bound, and once Redis is back the budgets
-are metered again."""
+are metered again.
+
+Failing open serves what needs no session only: the sessions of signed-in callers are in Redis
+too, and they fail closed (503 ``sessions_unavailable``, api/sessions.py), so the served command
+is a registration (anonymous) and a signed-in caller's command is refused."""
 
 from __future__ import annotations
 
@@ -80,6 +84,15 @@ def _create_family(
     return response, time.monotonic() - began
 
 
+def _register(client: TestClient, correlation_id: str) -> tuple[httpx.Response, float]:  # type: ignore[type-arg]
+    body = {"email": f"fault-{uuid.uuid4().hex}@example.com", "password": "a long fault pass"}
+    began = time.monotonic()
+    response = client.post(
+        "/v1/auth/register", json=body, headers={"X-Correlation-ID": correlation_id}
+    )
+    return response, time.monotonic() - began
+
+
 def test_failing_open_serves_the_command_unmetered_and_says_so(settings: Settings) -> None:
     with app(settings, fail_open=True) as (client, container):
         warm, _ = _create_family(client, container, f"fault-{uuid.uuid4().hex}")
@@ -89,17 +102,20 @@ def test_failing_open_serves_the_command_unmetered_and_says_so(settings: Setting
         heads = log_heads(container.applications)
 
         with warnings_of("iconmarket.ratelimit") as warnings, paused(settings, "redis"):
-            response, seconds = _create_family(client, container, correlation_id)
+            response, seconds = _register(client, correlation_id)
+            signed_in, _ = _create_family(client, container, correlation_id)
 
-        assert response.status_code == 201, response.text
+        assert response.status_code == 202, response.text
         assert "ratelimit" not in response.headers
         assert TIMEOUT_S <= seconds < TIMEOUT_S + 3
-        assert _unavailable("open") == before + 1
+        assert _unavailable("open") == before + 2
         assert [
             (r.getMessage(), r.__dict__["outcome"], r.__dict__["budget"]) for r in warnings
-        ] == [("rate limiter unavailable", "open", "commands")]
+        ] == [("rate limiter unavailable", "open", "auth")]  # one warning per 10 s
+        assert signed_in.status_code == 503, signed_in.text
+        assert signed_in.json()["code"] == "sessions_unavailable"
         stored = appended_since(container.applications, heads, correlation_id)
-        assert [e.name for e in stored] == ["Family.Created"]
+        assert [e.name for e in stored] == ["Account.Registered"]
         again, _ = _create_family(client, container, f"fault-{uuid.uuid4().hex}")
         assert again.status_code == 201
         assert "ratelimit" in again.headers

@@ -461,6 +461,17 @@ def _get_me(w: World, who: Who) -> Call:
     return Call("GET", "/v1/auth/me", answer=answer)
 
 
+def _logout(w: World, who: Who) -> Call:
+    """The actors' tokens are minted without a session, so a logout ends none and changes
+    nothing (tests/integration/test_sessions.py logs real sessions out)."""
+
+    def answer(response: Any, appended: list[Appended]) -> None:
+        assert (response.status_code, response.content) == (204, b""), response.text
+        assert appended == []
+
+    return Call("POST", "/v1/auth/logout", answer=answer)
+
+
 def _change_roles(w: World, who: Who) -> Call:
     account_id = w.account()
     return Call(
@@ -1250,6 +1261,7 @@ BUILDERS: dict[str, Builder] = {
     "registerAccount": _register,
     "issueToken": _issue_token,
     "getMe": _get_me,
+    "logout": _logout,
     "changeRoles": _change_roles,
     "createFamily": _create_family,
     "updateFamily": _update_family,

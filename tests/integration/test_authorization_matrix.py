@@ -104,6 +104,7 @@ REFUSALS = {
 #                    anon cust cus2 cont con2 audi admn supr deny serv
 PUBLIC =            "ok   ok   ok   ok   ok   ok   ok   ok   ok   ok"
 MEMBERS =           "401  ok   ok   ok   ok   ok   ok   ok   403  403"
+SIGNED_IN =         "401  ok   ok   ok   ok   ok   ok   ok   ok   ok"
 ADMINS =            "401  403  403  403  403  403  ok   ok   403  403"
 CONTRIBUTORS =      "401  403  403  ok   ok   403  ok   ok   403  403"
 CONTRIBUTOR_OWNER = "401  403  403  ok   403  403  ok   ok   403  403"
@@ -131,6 +132,7 @@ MATRIX_ROWS: dict[str, str] = {
     "registerAccount": PUBLIC,
     "issueToken": PUBLIC,
     "getMe": MEMBERS,  # any member reads their own account; service accounts are no members
+    "logout": SIGNED_IN,  # ending one's own session never needs a role, even when blocked
     "changeRoles": ADMINS,
     # Catalog management: contributors, on their own families, sets and icons.
     "createFamily": CONTRIBUTORS,

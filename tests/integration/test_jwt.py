@@ -19,13 +19,12 @@ from litestar.testing import TestClient
 
 from api.app import create_app
 from api.auth import TokenService, bearer_token
-from commands import messages as m
 from commands.errors import Unauthenticated
 from commands.policy import Actor
 from domain.account import Account
 from infra.bootstrap import Container, bootstrap
 from infra.settings import Settings
-from tests.support import appended_since, ctx, log_heads
+from tests.support import appended_since, log_heads
 
 PASSWORD = "correct horse battery staple"
 CHALLENGE = 'Bearer realm="iconmarket"'
@@ -355,14 +354,19 @@ def test_a_refresh_picks_up_changed_roles(
     account_id = Account.create_id(email)
     _register(client, email)
     first = client.post("/v1/auth/token", json={"email": email, "password": PASSWORD}).json()
-    container.bus.execute(
-        m.ChangeRoles(account_id=account_id, roles=("customer", "contributor")),
-        ctx("admin-1", "admin"),
+    admin = container.tokens.issue(Actor("admin-1", frozenset({"admin"}))).access_token
+    changed = client.put(
+        f"/v1/accounts/{account_id}/roles",
+        json={"roles": ["customer", "contributor"]},
+        headers={"Authorization": f"Bearer {admin}"},
     )
+    assert changed.status_code == 202, changed.text
 
     second = client.post("/v1/auth/token", json={"refresh_token": first["refresh_token"]}).json()
 
-    assert _me(client, first["access_token"])["roles"] == ["customer"]
+    # The token issued before the change is refused (tests/integration/test_sessions.py).
+    old = client.get("/v1/auth/me", headers={"Authorization": f"Bearer {first['access_token']}"})
+    _unauthenticated(old, ACCESS_REFUSED)
     assert _me(client, second["access_token"]) == {
         "id": str(account_id),
         "roles": ["contributor", "customer"],

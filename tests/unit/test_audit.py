@@ -158,7 +158,7 @@ def test_aggregate_state_is_rendered_without_secrets_or_pending_events() -> None
         correlation_id="corr-1",
     )
     state = attributes(account, "Account")
-    assert set(state) == {"created_on", "id", "modified_on", "roles", "version"}
+    assert set(state) == {"created_on", "id", "modified_on", "roles", "sessions_version", "version"}
     assert (state["id"], state["roles"], state["version"]) == (str(account.id), ["auditor"], 1)
     assert state["created_on"].endswith("Z")
     access = AuditAccess.record(

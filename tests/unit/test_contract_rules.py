@@ -75,7 +75,8 @@ def test_each_operation_documents_the_problems_its_facts_give(spec: Spec) -> Non
         "getMetrics": {401},  # its own token, while ICONMARKET_METRICS_TOKEN is set
         "registerAccount": {400, 409, 413, 422, 429, 503},  # no token: no 401 or 403
         "issueToken": {400, 401, 413, 422, 429, 503},
-        "getMe": {401, 403},
+        "getMe": {401, 403, 503},  # 503: sessions cannot be checked (they fail closed)
+        "logout": {401, 403, 429, 503},  # metered as an auth request
         "createFamily": {400, 401, 403, 409, 413, 422, 429, 503},
         "publishFamily": {401, 403, 404, 409, 422, 429, 503},
         "getFamily": {404, 409, 422, 429, 503},  # public; min_position: beyond head, stale
@@ -87,7 +88,7 @@ def test_each_operation_documents_the_problems_its_facts_give(spec: Spec) -> Non
         "downloadIcon": {401, 403, 404, 409, 422, 503},  # a command, not metered
         "payOrder": {401, 403, 404, 409, 422, 429, 502, 503},
         "stripeWebhook": {400, 401, 503},
-        "auditLog": {401, 403, 422},
+        "auditLog": {401, 403, 422, 503},
     }
     assert {operation: _problems(spec, operation) for operation in expected} == expected
 

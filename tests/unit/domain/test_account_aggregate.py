@@ -215,3 +215,30 @@ def test_no_account_lifts_its_own_block(
         lambda: account.change_roles(new_roles=by_roles, by_roles=by_roles, **self_trace),
     )
     assert R.DENYALL in account.roles
+
+
+def test_the_sessions_version_is_the_version_of_the_last_role_or_password_change(
+    trace: Trace,
+) -> None:
+    account = _account(trace)
+    assert account.sessions_version == 0  # registered only: tokens minted at 0 hold
+
+    account.change_roles(new_roles={R.CUSTOMER}, by_roles={R.ADMIN}, **trace)
+    assert account.sessions_version == 0  # nothing recorded, nothing ends
+
+    account.change_roles(new_roles={R.CUSTOMER, R.DENYALL}, by_roles={R.ADMIN}, **trace)
+    assert (account.version, account.sessions_version) == (2, 2)
+    account.change_password_hash(password_hash=HASH, **trace)
+    assert (account.version, account.sessions_version) == (3, 3)
+
+
+def test_the_sessions_version_is_the_same_when_the_account_is_replayed(trace: Trace) -> None:
+    account = _account(trace)
+    account.change_roles(new_roles={R.CONTRIBUTOR}, by_roles={R.ADMIN}, **trace)
+    account.change_roles(new_roles={R.CUSTOMER}, by_roles={R.ADMIN}, **trace)
+    replayed: Account | None = None
+    for recorded in account.collect_events():
+        replayed = recorded.mutate(replayed)
+
+    assert replayed is not None
+    assert (replayed.version, replayed.sessions_version) == (3, 3)
