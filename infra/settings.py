@@ -378,6 +378,21 @@ class Settings:
         group="stripe",
     )
 
+    smtp_host: str = _setting(
+        "127.0.0.1",
+        "SMTP server outgoing mail is handed to; the local stack runs Mailpit here (it keeps "
+        "every mail instead of delivering it).",
+        group="mail",
+    )
+    smtp_port: int = _setting(11025, "SMTP server port.", group="mail")
+    mailpit_url: str = _setting(
+        "http://127.0.0.1:18025",
+        "Base URL of Mailpit's web UI and HTTP API (`/api/v1/...`), where the mail the local "
+        "stack's SMTP server received can be read; tests read delivered mail through it (local "
+        "stack only).",
+        group="mail",
+    )
+
     supervisor_max_crashes: int = _setting(
         5,
         "`iconmarket run` restarts a process that exits unexpectedly; when one process has "

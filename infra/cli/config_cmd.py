@@ -21,6 +21,7 @@ GROUP_TITLES = {
     "ingest": "Media ingestion (SVG uploads and zip imports)",
     "media": "Media workers (render processes, deadlines, lanes)",
     "stripe": "Stripe (payments)",
+    "mail": "Mail (SMTP, Mailpit locally)",
     "supervisor": "Process supervisor (`iconmarket run`)",
     "limits": "Rate limits and password hashing",
     "stack": "Local service stack",

@@ -21,7 +21,8 @@ SERVICE_NAMES = [service.name for service in manager.SERVICES]
 def register(commands: Any) -> None:
     stack = commands.add_parser(
         "stack",
-        help="run the local service stack (PostgreSQL, Redis, Kafka, OpenSearch, S3, stripe-mock)",
+        help="run the local service stack (PostgreSQL, Redis, Kafka, OpenSearch, S3, stripe-mock, "
+        "Mailpit)",
         description="Install, start, stop and inspect the real services iconmarket needs, as "
         "local processes bound to loopback. Data lives in ICONMARKET_STATE_DIR.",
     )

@@ -1,1 +1,2 @@
-"""The native local service stack: real PostgreSQL, Redis, Kafka, OpenSearch, S3 and stripe-mock."""
+"""The native local service stack: real PostgreSQL, Redis, Kafka, OpenSearch, S3, stripe-mock
+and Mailpit (SMTP)."""

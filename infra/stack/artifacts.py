@@ -78,8 +78,10 @@ def maven_runtime_classpath(artifact: str, extra: list[str], into: Path) -> None
     )
 
 
-def go_install(module: str, version: str, into: Path) -> None:
-    """``go install module@version`` with the binary placed in ``into``."""
+def go_install(module: str, version: str, into: Path, *, ldflags: str = "") -> None:
+    """``go install module@version`` with the binary placed in ``into`` (pure Go: cgo off);
+    ``ldflags`` are passed to the linker (``-X pkg.Var=value`` stamps a version)."""
     go = require_tool("go", "install Go (https://go.dev/dl or Debian package `golang`)")
     env = {**os.environ, "GOBIN": str(into), "CGO_ENABLED": "0", "GOFLAGS": "-trimpath"}
-    run([go, "install", f"{module}@{version}"], env=env)
+    flags = [f"-ldflags={ldflags}"] if ldflags else []
+    run([go, "install", *flags, f"{module}@{version}"], env=env)

@@ -116,6 +116,10 @@ class Service(ABC):
     def port(self, ctx: StackContext) -> int:
         """The main port, on 127.0.0.1."""
 
+    def other_ports(self, ctx: StackContext) -> list[int]:
+        """Further ports it listens on, on 127.0.0.1 (a console, a second protocol)."""
+        return []
+
     @abstractmethod
     def install(self, ctx: StackContext) -> None:
         """Make the binaries available (idempotent; downloads land in the cache dir)."""

@@ -13,6 +13,7 @@ from pathlib import Path
 from infra.stack import process
 from infra.stack.base import Service, StackContext, StackError
 from infra.stack.kafka import Kafka
+from infra.stack.mailpit import Mailpit
 from infra.stack.objectstore import ObjectStore
 from infra.stack.opensearch import OpenSearch
 from infra.stack.postgres import Postgres
@@ -26,6 +27,7 @@ SERVICES: tuple[Service, ...] = (
     OpenSearch(),
     ObjectStore(),
     StripeMock(),
+    Mailpit(),
 )
 Report = Callable[[str], None]
 
@@ -143,11 +145,12 @@ def up(ctx: StackContext, names: Sequence[str] | None, report: Report) -> None:
 
 
 def _check_port_free(service: Service, ctx: StackContext) -> None:
-    port = service.port(ctx)
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        in_use = sock.connect_ex(("127.0.0.1", port)) == 0
-    if in_use:
+    for port in [service.port(ctx), *service.other_ports(ctx)]:
+        with socket.socket() as sock:
+            sock.settimeout(1)
+            in_use = sock.connect_ex(("127.0.0.1", port)) == 0
+        if not in_use:
+            continue
         raise StackError(
             f"{service.name}: port {port} is already taken by a process this stack did not start "
             f"(its pid file is {service.pid_file(ctx)}). Stop that process, or give iconmarket "

@@ -23,6 +23,9 @@ class ObjectStore(Service):
     def port(self, ctx: StackContext) -> int:
         return int(ctx.settings.s3_endpoint.rstrip("/").rsplit(":", 1)[1])
 
+    def other_ports(self, ctx: StackContext) -> list[int]:
+        return [ctx.settings.s3_console_port]
+
     def _bin(self, ctx: StackContext) -> Path:
         return ctx.cache_dir / "minio" / MINIO_VERSION
 

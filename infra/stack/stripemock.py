@@ -21,6 +21,9 @@ class StripeMock(Service):
     def port(self, ctx: StackContext) -> int:
         return int(ctx.settings.stripe_api_base.rstrip("/").rsplit(":", 1)[1])
 
+    def other_ports(self, ctx: StackContext) -> list[int]:
+        return [self.port(ctx) + 1]  # its HTTPS listener
+
     def _bin(self, ctx: StackContext) -> Path:
         return ctx.cache_dir / "stripe-mock" / STRIPE_MOCK_VERSION
 

@@ -17,6 +17,7 @@ import yaml
 from infra.settings import REPO_ROOT, Settings, load_settings
 from infra.stack.base import Service, StackContext
 from infra.stack.kafka import KAFKA_VERSION
+from infra.stack.mailpit import MAILPIT_MAX_MESSAGES, MAILPIT_VERSION, Mailpit
 from infra.stack.manager import SERVICES
 from infra.stack.opensearch import OPENSEARCH_VERSION
 from infra.stack.process import RunAs
@@ -33,6 +34,7 @@ COMPOSE_NAME = {
     "opensearch": "opensearch",
     "s3": "minio",
     "stripe-mock": "stripe-mock",
+    "mailpit": "mailpit",
 }
 # Compose-only helpers that are not long-running services.
 ONE_SHOT = {"minio-init"}
@@ -43,12 +45,13 @@ VOLUMES = {
     "kafka": "kafka-data",
     "opensearch": "opensearch-data",
     "minio": "minio-data",
+    "mailpit": "mailpit-data",
 }
 
 
-def _extra_ports(settings: Settings) -> dict[str, set[int]]:
+def _extra_ports(ctx: StackContext) -> dict[str, set[int]]:
     """Host ports a native service opens besides its main one and that compose publishes too."""
-    return {"s3": {settings.s3_console_port}}
+    return {"s3": {ctx.settings.s3_console_port}, "mailpit": {Mailpit().http_port(ctx)}}
 
 
 def _compose_cli() -> list[str]:
@@ -152,9 +155,9 @@ def test_services_map_one_to_one_to_the_native_stack(compose: dict[str, Any]) ->
 
 
 def test_published_ports_are_the_native_ports_on_loopback_only(
-    compose: dict[str, Any], ctx: StackContext, native_settings: Settings
+    compose: dict[str, Any], ctx: StackContext
 ) -> None:
-    extras = _extra_ports(native_settings)
+    extras = _extra_ports(ctx)
     for native in SERVICES:
         published = _published(_service(compose, native.name))
         expected = {native.port(ctx)} | extras.get(native.name, set())
@@ -176,6 +179,7 @@ def test_images_run_the_native_versions(compose: dict[str, Any]) -> None:
         == f"opensearchproject/opensearch:{OPENSEARCH_VERSION}"
     )
     assert _service(compose, "stripe-mock")["image"] == f"stripe/stripe-mock:{STRIPE_MOCK_VERSION}"
+    assert _service(compose, "mailpit")["image"] == f"axllent/mailpit:{MAILPIT_VERSION}"
     assert _tag(_service(compose, "s3")).startswith("RELEASE.")
     assert _tag(compose["services"]["minio-init"]).startswith("RELEASE.")
 
@@ -233,3 +237,25 @@ def test_minio_init_creates_both_buckets_once_minio_is_healthy(
         assert f"mb --ignore-existing iconmarket/{bucket}" in script
     assert native_settings.s3_access_key in script
     assert native_settings.s3_secret_key in script
+
+
+def test_mailpit_publishes_smtp_and_its_api_and_keeps_the_native_options(
+    compose: dict[str, Any], native_settings: Settings
+) -> None:
+    service = _service(compose, "mailpit")
+    http_port = int(native_settings.mailpit_url.rsplit(":", 1)[1])
+    assert sorted(service["ports"]) == sorted(
+        [f"127.0.0.1:{native_settings.smtp_port}:1025", f"127.0.0.1:{http_port}:8025"]
+    )
+    env = _environment(service)
+    assert env["MP_DATABASE"].startswith("/data/")
+    assert env["MP_MAX_MESSAGES"] == str(MAILPIT_MAX_MESSAGES)
+    for flag in (
+        "MP_SMTP_AUTH_ACCEPT_ANY",
+        "MP_SMTP_AUTH_ALLOW_INSECURE",
+        "MP_SMTP_DISABLE_RDNS",
+        "MP_DISABLE_VERSION_CHECK",
+    ):
+        assert env[flag] == "true", flag
+    assert env["MP_ALLOWED_HOSTS"] == "127.0.0.1"
+    assert service["healthcheck"]["test"] == ["CMD", "/mailpit", "readyz"]

@@ -13,7 +13,8 @@ from tests.support import DEV_ENVIRON
 
 
 def ports(settings: Settings) -> set[int]:
-    """Every loopback port a stack of these settings listens on (stripe-mock takes two)."""
+    """Every loopback port a stack of these settings listens on (stripe-mock takes two,
+    Mailpit one for SMTP and one for its HTTP API)."""
     stripe = urlsplit(settings.stripe_api_base).port
     assert stripe is not None
     return {
@@ -27,6 +28,8 @@ def ports(settings: Settings) -> set[int]:
         settings.s3_console_port,
         stripe,
         stripe + 1,
+        settings.smtp_port,
+        urlsplit(settings.mailpit_url).port or 0,
         settings.api_port,
     }
 
@@ -39,7 +42,7 @@ def test_every_variable_of_the_test_stack_is_a_setting() -> None:
 def test_the_test_stack_shares_no_port_and_no_state_dir_with_make_run() -> None:
     run = load_settings(DEV_ENVIRON)  # what `make run` uses: the defaults in dev mode
     test = load_settings(stack_environment())
-    assert len(ports(test)) == 11  # no two services on one port
+    assert len(ports(test)) == 13  # no two services on one port
     assert ports(run).isdisjoint(ports(test))
     assert test.state_dir == str(REPO_ROOT / ".stack" / "test")
     assert test.state_dir != run.state_dir
