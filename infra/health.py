@@ -64,6 +64,16 @@ def _stripe(container: Container) -> None:
     container.stripe.v1.balance.retrieve()
 
 
+def _smtp(container: Container) -> None:
+    import smtplib
+
+    s = container.settings
+    with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.health_timeout_s) as smtp:
+        code, reply = smtp.noop()
+        if code != 250:
+            raise RuntimeError(f"NOOP answered {code} {reply!r}")
+
+
 CHECKS: dict[str, Callable[[Container], None]] = {
     "postgres": _postgres,
     "redis": _redis,
@@ -71,6 +81,7 @@ CHECKS: dict[str, Callable[[Container], None]] = {
     "opensearch": _opensearch,
     "s3": _s3,
     "stripe": _stripe,
+    "smtp": _smtp,
 }
 
 

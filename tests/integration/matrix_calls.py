@@ -344,6 +344,7 @@ READINESS_DEPENDENCIES = [
     "opensearch",
     "s3",
     "stripe",
+    "smtp",
     "command_writer:catalog",
     "command_writer:commerce",
     "command_writer:identity",

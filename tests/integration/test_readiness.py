@@ -1,10 +1,13 @@
 """/health/ready tells the truth: a stopped service is reported down by name, then up again. It
 answers from probes cached for a TTL (so a flood of requests costs one probe round), probes the
-paid Stripe API more rarely still, and shows latencies and errors only to an admin."""
+paid Stripe API more rarely still, and shows latencies and errors only to an admin. The SMTP
+server (the stack's Mailpit) is probed like the others: connect, NOOP, QUIT."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -21,7 +24,7 @@ from infra.settings import Settings
 from infra.stack import manager
 from infra.stack.base import StackContext
 
-ALL = ["postgres", "redis", "kafka", "opensearch", "s3", "stripe"]
+ALL = ["postgres", "redis", "kafka", "opensearch", "s3", "stripe", "smtp"]
 
 
 @dataclasses.dataclass
@@ -72,7 +75,7 @@ def test_ready_lists_every_dependency_up_with_details_for_an_admin_only(ready: R
         assert response.json()["down"] == []
         assert [d["name"] for d in response.json()["dependencies"]] == ALL
     for response in (anonymous, customer):
-        assert [sorted(d) for d in response.json()["dependencies"]] == [["name", "status"]] * 6
+        assert [sorted(d) for d in response.json()["dependencies"]] == [["name", "status"]] * 7
     assert all(d["status"] == "up" and d["latency_ms"] > 0 for d in admin.json()["dependencies"])
 
 
@@ -89,7 +92,7 @@ def test_a_stopped_service_turns_ready_into_503_naming_it(ready: Ready, settings
             assert response.json()["status"] == "down"
             assert response.json()["down"] == ["redis"]
         assert {"name": "redis", "status": "down"} in anonymous.json()["dependencies"]
-        assert [sorted(d) for d in anonymous.json()["dependencies"]] == [["name", "status"]] * 6
+        assert [sorted(d) for d in anonymous.json()["dependencies"]] == [["name", "status"]] * 7
         redis_row = next(d for d in admin.json()["dependencies"] if d["name"] == "redis")
         assert redis_row["status"] == "down"
         assert "Connection" in redis_row["error"]
@@ -97,6 +100,27 @@ def test_a_stopped_service_turns_ready_into_503_naming_it(ready: Ready, settings
         manager.up(ctx, ["redis"], messages.append)
     assert ready.client.get("/health/ready").status_code == 200
     assert messages[0].startswith("redis: stopped (pid ")
+
+
+def test_an_smtp_server_that_refuses_connections_is_reported_down_by_name(
+    settings: Settings,
+) -> None:
+    """Without stopping the stack's Mailpit: the app is pointed at a port bound by this test
+    that never listens (connections are refused), and only "smtp" is down."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        elsewhere = dataclasses.replace(
+            settings, smtp_port=port, health_cache_s=0.0, health_slow_probe_s=0.0
+        )
+        with contextlib.contextmanager(_client)(elsewhere) as ready:
+            anonymous = ready.client.get("/health/ready")
+            admin = ready.client.get("/health/ready", headers=ready.admin())
+    assert (anonymous.status_code, admin.status_code) == (503, 503)
+    assert anonymous.json()["down"] == admin.json()["down"] == ["smtp"]
+    assert {"name": "smtp", "status": "down"} in anonymous.json()["dependencies"]
+    smtp_row = next(d for d in admin.json()["dependencies"] if d["name"] == "smtp")
+    assert smtp_row["error"].startswith("ConnectionRefusedError")
 
 
 def test_concurrent_requests_share_one_probe_round(cached: Ready) -> None:
