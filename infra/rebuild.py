@@ -22,6 +22,7 @@ from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from commands.log import pages_of
 from infra.bootstrap import Container
 from infra.targets import Target
 from stream.envelope import Envelope, to_envelope
@@ -53,15 +54,8 @@ def history(
 ) -> Iterator[list[Envelope]]:
     """The envelopes of ``context``'s log with positions in (after, until], a page at a time."""
     app = container.applications.by_context(context)
-    start = after
-    while start < until:
-        notifications = app.recorder.select_notifications(
-            start=start, limit=page, stop=until, inclusive_of_start=False
-        )
-        if not notifications:
-            return
+    for notifications in pages_of(app.recorder, after=after, until=until, page=page):
         yield [to_envelope(context, n.id, app.mapper.to_domain_event(n)) for n in notifications]
-        start = notifications[-1].id
 
 
 def prefetched(pages: Iterator[Page], depth: int = 2) -> Generator[Page, None, None]:

@@ -28,6 +28,7 @@ from eventsourcing.utils import get_topic
 from commands import messages as m
 from commands.applications import ContextApplication
 from commands.bus import CommandBus
+from commands.log import pages_of
 from commands.results import CommandResult
 from domain.errors import DomainError, ErrorCode
 from domain.icon import Icon
@@ -59,9 +60,7 @@ def current_originals(app: ContextApplication, selection: Selection) -> list[Ren
     """The selected icons' current originals, in the order the icons were created."""
     places: dict[UUID, tuple[UUID, UUID]] = {}
     originals: dict[UUID, tuple[str, str]] = {}
-    start = 1
-    while True:
-        page = app.recorder.select_notifications(start, PAGE, topics=_TOPICS)
+    for page in pages_of(app.recorder, page=PAGE, topics=_TOPICS):
         for notification in page:
             event = app.mapper.to_domain_event(notification)
             if isinstance(event, Icon.Created):
@@ -71,9 +70,6 @@ def current_originals(app: ContextApplication, selection: Selection) -> list[Ren
                     event.original["content_hash"],
                     event.original["key"],
                 )
-        if len(page) < PAGE:
-            break
-        start = page[-1].id + 1
     correlation = f"rerender-{uuid.uuid4().hex[:12]}"
     return [
         RenderJob(icon_id, content_hash, key, correlation)

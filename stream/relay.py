@@ -39,6 +39,7 @@ from prometheus_client import Counter, Gauge
 from psycopg import sql
 
 from commands.applications import ContextApplication
+from commands.log import read_after
 from infra.settings import Settings
 from stream import envelope as env
 from stream.dlq import describe_error
@@ -424,10 +425,7 @@ class Relay:
         after: int,
         stop: threading.Event,
     ) -> int | None:
-        recorder: Any = self.app.recorder
-        notifications = recorder.select_notifications(
-            start=after + 1, limit=self.batch_size, inclusive_of_start=True
-        )
+        notifications = read_after(self.app.recorder, after, self.batch_size)
         if not notifications:
             return None
         messages, parked = self._build(notifications)

@@ -38,6 +38,7 @@ from eventsourcing.utils import get_topic
 from commands import messages as m
 from commands.bus import CommandBus
 from commands.errors import CommandError
+from commands.log import pages_of
 from commands.payments.orphans import refund_orphaned_capture
 from commands.payments.port import (
     CANCELED,
@@ -87,8 +88,7 @@ class PendingTransactions:
     def refresh(self, bus: CommandBus) -> None:
         app = bus.apps.commerce
         topics = [_OPENED, *_CLOSED]
-        while True:
-            page = app.recorder.select_notifications(self.position + 1, limit=PAGE, topics=topics)
+        for page in pages_of(app.recorder, after=self.position, page=PAGE, topics=topics):
             for notification in page:
                 transaction_id = UUID(str(notification.originator_id))
                 if notification.topic == _OPENED:
@@ -104,8 +104,6 @@ class PendingTransactions:
                     if failed.provider_reference and failed.reason not in _OWN_FAILURES:
                         self.to_cancel.add(transaction_id)
                 self.position = notification.id
-            if len(page) < PAGE:
-                return
 
     def older_than(self, age: dt.timedelta, now: dt.datetime) -> list[UUID]:
         return sorted(tid for tid, at in self.started_at.items() if now - at >= age)

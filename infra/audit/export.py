@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from infra.audit.history import LogFilter, select_rows, sources
+from infra.audit.history import LogFilter, matching_rows, sources
 from infra.bootstrap import Container
 from stream.envelope import encode, to_envelope
 
@@ -25,27 +25,20 @@ def export(
     progress: Progress | None = None,
 ) -> int:
     """Write every matching event of ``contexts`` as one JSON line; returns how many."""
-    where, params = wanted.where()
     written = 0
     for app in sources(container):
         if app.context not in contexts:
             continue
         head = app.recorder.max_notification_id() or 0
-        start = 1
-        while start <= head:
-            rows = select_rows(app, where, [start, *params], PAGE)
-            rows = [row for row in rows if row.position <= head]
+        for rows in matching_rows(app, wanted, until=head, page=PAGE):
             for row in rows:
                 envelope = to_envelope(
                     app.context, row.position, app.mapper.to_domain_event(row.stored)
                 )
                 write(encode(envelope) + b"\n")
             written += len(rows)
-            if len(rows) < PAGE:
-                break
-            start = rows[-1].position + 1
-            if progress is not None:
-                progress(app.context, start - 1, head)
+            if progress is not None and len(rows) == PAGE:
+                progress(app.context, rows[-1].position, head)
         if progress is not None:
             progress(app.context, head, head)
     return written

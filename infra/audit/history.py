@@ -23,6 +23,7 @@ import msgspec
 from eventsourcing.persistence import StoredEvent
 from psycopg.sql import SQL, Composable, Identifier
 
+from commands import log
 from commands.applications import ContextApplication
 from commands.errors import AggregateNotFound
 from infra.bootstrap import Container
@@ -238,15 +239,29 @@ def scan(
     app: ContextApplication, wanted: LogFilter, start: int = 1, page: int = PAGE
 ) -> Iterator[list[dict[str, Any]]]:
     """The rendered rows of ``app``'s log from position ``start`` on that match, page by page."""
-    where, params = wanted.where()
-    while True:
-        rows = select_rows(app, where, [start, *params], page)
-        if not rows:
-            return
+    for rows in matching_rows(app, wanted, after=start - 1, page=page):
         yield [render(app, row) for row in rows]
-        if len(rows) < page:
-            return
-        start = rows[-1].position + 1
+
+
+def matching_rows(
+    app: ContextApplication,
+    wanted: LogFilter,
+    *,
+    after: int = 0,
+    until: int | None = None,
+    page: int = PAGE,
+) -> Iterator[list[Row]]:
+    """The rows of ``app``'s log after ``after`` (up to ``until``) that match, page by page."""
+    where, params = wanted.where()
+
+    def read(start: int, limit: int) -> list[Row]:
+        return select_rows(app, where, [start + 1, *params], limit)
+
+    return log.pages(read, row_position, after=after, until=until, page=page)
+
+
+def row_position(row: Row) -> int:
+    return row.position
 
 
 Cursor = dict[str, int]
