@@ -20,7 +20,7 @@ from api.controllers.downloads import DownloadController
 from api.controllers.me import MeController
 from api.controllers.media import IconMediaController, ImportController
 from api.controllers.payments import PaymentController, StripeWebhookController
-from api.errors import EXCEPTION_HANDLERS
+from api.errors import EXCEPTION_HANDLERS, documentation_not_found
 from api.health import HealthController, dependencies_for, metrics_controller
 from api.middleware import request_id_middleware
 from api.options import allow_middleware
@@ -104,6 +104,7 @@ def create_app(container: Container | None = None) -> Litestar:
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=exact_parameters,
+        after_request=documentation_not_found,
         openapi_config=OpenAPIConfig(
             title="iconmarket API",
             version=API_VERSION,

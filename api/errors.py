@@ -6,7 +6,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from litestar import Request, Response
+from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
@@ -71,6 +71,14 @@ def problem(
     if extra:
         body.update(extra)
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def documentation_not_found(response: Response[Any]) -> Response[Any]:
+    """An ``after_request`` hook: the documentation router's own 404 for an unknown path under
+    ``/schema/`` is an HTML page; like every other error it becomes a problem document."""
+    if response.status_code == 404 and response.media_type == MediaType.HTML:
+        return problem(404, "not_found", "no documentation page at this path")
+    return response
 
 
 def _validation(_request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:

@@ -130,3 +130,15 @@ def test_an_unavailable_event_store_is_a_503_problem_to_retry() -> None:
         "store_unavailable",
         str(error),
     )
+
+
+def test_an_unknown_documentation_path_is_a_problem_like_any_404(client: TestClient) -> None:  # type: ignore[type-arg]
+    unknown = client.get("/schema/no-such-page")
+    assert (unknown.status_code, unknown.headers["content-type"]) == (
+        404,
+        "application/problem+json",
+    )
+    assert unknown.json()["code"] == "not_found"
+    assert client.get("/no/such/route").json()["code"] == "not_found"
+    assert client.get("/schema/openapi.json").status_code == 200
+    assert client.get("/schema").headers["content-type"].startswith("text/html")
