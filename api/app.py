@@ -7,6 +7,7 @@ import gc
 from concurrent.futures import ThreadPoolExecutor
 
 from litestar import Litestar
+from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig
@@ -105,6 +106,7 @@ def create_app(container: Container | None = None) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=exact_parameters,
         after_request=documentation_not_found,
+        state=State({"container": container}),  # for guards, which take no dependencies
         openapi_config=OpenAPIConfig(
             title="iconmarket API",
             version=API_VERSION,

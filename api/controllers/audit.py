@@ -12,7 +12,9 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, get
+from litestar.connection import ASGIConnection
 from litestar.exceptions import ValidationException
+from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from api.commanding import actor_of, correlation_id
@@ -64,9 +66,22 @@ async def _authorised(
     return actor
 
 
+def audit_readers_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """A guard: runs before the query parameters are parsed, so a caller who may not read the
+    history learns nothing from validation (401 or 403 first, then 422). OPTIONS stays open
+    to everyone, as on every path."""
+    if connection.scope.get("method") == "OPTIONS":
+        return
+    actor = actor_of(connection, connection.app.state.container)  # type: ignore[arg-type]
+    decision = decide(actor, Action.AUDIT_READ, Resource("audit"))
+    if not decision.allowed:
+        raise AccessDenied(decision.reason)
+
+
 class AuditController(Controller):
     path = "/v1/audit"
     tags = ["audit"]  # noqa: RUF012
+    guards = [audit_readers_only]  # noqa: RUF012
     opt = facts(correlated=True)  # each read is recorded with its correlation id
 
     @get(

@@ -392,11 +392,12 @@ def _page(path: str, media_type: str, marker: bytes) -> Callable[[World, Who], C
 
 
 def _schema_not_found(w: World, who: Who) -> Call:
-    """Litestar's answer for a documentation page that does not exist."""
+    """A documentation page that does not exist: a 404 problem like any other."""
 
     def answer(response: Any, appended: list[Appended]) -> None:
         assert response.status_code == 404, response.text
-        assert response.headers["content-type"] == "text/html; charset=utf-8"
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["code"] == "not_found"
 
     return Call("GET", "/schema/no-such-page", answer=answer)
 

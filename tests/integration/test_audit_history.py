@@ -271,6 +271,38 @@ def test_everyone_but_auditors_and_admins_gets_403_and_nothing_is_recorded(
         assert response.json()["code"] == "forbidden"
         anonymous = client.get(path)
         assert (anonymous.status_code, anonymous.json()["code"]) == (401, "unauthenticated")
+        # Access is decided before the parameters are read: invalid ones tell them nothing.
+        invalid = {"limit": "0", "version": "0", "since": "yesterday"}
+        refused = client.get(path, params=invalid, headers=headers)
+        assert (refused.status_code, refused.json()["code"]) == (403, "forbidden"), path
+        assert client.get(path, params=invalid).status_code == 401
+        auditor = _auth(container, "auditor-invalid", "auditor")
+        checked = client.get(path, params=invalid, headers=auditor)
+        assert (checked.status_code, checked.json()["code"]) == (422, "validation_failed")
+    assert _audit_head(container) == before
+
+
+@pytest.mark.parametrize(
+    ("query", "key", "message"),
+    [
+        ("until=0.5", "until", "Invalid RFC3339"),
+        ("until=2026-01-01T00:00:00", "until", "timezone"),
+        ("context=null", "context", "must have a value"),
+    ],
+    ids=["number-as-time", "time-without-zone", "null-choice"],
+)
+def test_the_log_takes_times_and_choices_only_in_their_documented_form(
+    client: Any, scratch: tuple[Settings, Container, Story], query: str, key: str, message: str
+) -> None:
+    _settings, container, _story = scratch
+    before = _audit_head(container)
+    auditor = _auth(container, "auditor-forms", "auditor")
+    response = client.get(f"/v1/audit/log?{query}", headers=auditor)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["code"] == "validation_failed"
+    assert [error["key"] for error in body["errors"]] == [key]
+    assert message in body["errors"][0]["message"]
     assert _audit_head(container) == before
 
 

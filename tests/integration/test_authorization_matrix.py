@@ -126,7 +126,7 @@ MATRIX_ROWS: dict[str, str] = {
     "GET /schema/scalar": PUBLIC,
     "GET /schema/openapi.json": PUBLIC,
     "GET /schema/oauth2-redirect.html": PUBLIC,
-    "GET /schema/{path:str}": PUBLIC,  # Litestar's page for a document that does not exist
+    "GET /schema/{path:str}": PUBLIC,  # a documentation page that does not exist: 404
     "getImportManifestSchema": PUBLIC,
     # Accounts and tokens: registration and login ignore the token they may carry.
     "registerAccount": PUBLIC,

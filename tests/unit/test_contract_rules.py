@@ -261,11 +261,8 @@ def test_options_names_every_method_of_its_path(client: TestClient) -> None:  # 
     [
         ("/v1/families", {"x-min-position": "null"}, "x-min-position", "must have a value"),
         ("/v1/families?min_position=1&min_position=2", {}, "min_position", "more than once"),
-        ("/v1/audit/log?until=0.5", {}, "until", "Invalid RFC3339"),
-        ("/v1/audit/log?until=2026-01-01T00:00:00", {}, "until", "timezone"),
-        ("/v1/audit/log?context=null", {}, "context", "must have a value"),
     ],
-    ids=["null-header", "repeated", "number-as-time", "time-without-zone", "null-choice"],
+    ids=["null-header", "repeated"],
 )
 def test_a_parameter_is_taken_only_in_its_documented_form(
     client: TestClient,  # type: ignore[type-arg]
@@ -281,3 +278,5 @@ def test_a_parameter_is_taken_only_in_its_documented_form(
     assert body["code"] == "validation_failed"
     assert [error["key"] for error in body["errors"]] == [key]
     assert message in body["errors"][0]["message"]
+    # The audit's time and choice parameters: tests/integration/test_audit_history.py (the
+    # audit decides access before it reads parameters, and access needs the account's state).
