@@ -14,6 +14,7 @@ Anchor: ~12 WebP/s per worker in a production Go pipeline. Goal on 2 cores: >= 5
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import resource
@@ -27,7 +28,7 @@ from typing import Any
 
 from bench.stats import percentile
 from commands import messages as m
-from infra.bootstrap import Container, bootstrap
+from infra.bootstrap import Container, bootstrap, media_stores
 from pipelines.render import content_hash, render_all
 from pipelines.rerender import Selection, current_originals, rerender
 from tests.support import ctx
@@ -194,7 +195,7 @@ def run() -> dict[str, Any]:
             version = f"bench-{uuid.uuid4().hex[:8]}"
             before = clock()
             summary = rerender(
-                container.settings,
+                functools.partial(media_stores, container.settings),
                 container.bus,
                 jobs,
                 workers=workers,
@@ -211,7 +212,11 @@ def run() -> dict[str, Any]:
             }
         before = clock()
         resumed = rerender(
-            container.settings, container.bus, jobs, workers=cores, renderer_version=version
+            functools.partial(media_stores, container.settings),
+            container.bus,
+            jobs,
+            workers=cores,
+            renderer_version=version,
         )
         results[f"media rerender again (all stored), {cores} processes"] = {
             "icons": resumed.selected,

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from commands.payments.port import PaymentProvider
     from commands.payments.service import PaymentService
     from infra.audit.access import AuditApplication
+    from pipelines.derivatives import MediaStores
     from pipelines.import_batch import ZipImporter
     from pipelines.object_store import S3ObjectStore
     from pipelines.svg_ingest import SvgIngestion
@@ -305,6 +306,15 @@ class Container:
         self.__dict__.pop("stripe", None)
         self.__dict__.pop("payments", None)
         self.__dict__.pop("payment_provider", None)
+
+
+def media_stores(settings: Settings) -> MediaStores:
+    """The media stores of a process of its own (a batch re-render's worker): pass it as
+    ``functools.partial(media_stores, settings)``, which pickles."""
+    from pipelines.derivatives import MediaStores
+
+    container = bootstrap(settings)
+    return MediaStores(container.private_store, container.public_store)
 
 
 def bootstrap(settings: Settings | None = None) -> Container:

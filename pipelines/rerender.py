@@ -32,7 +32,6 @@ from commands.log import pages_of
 from commands.results import CommandResult
 from domain.errors import DomainError, ErrorCode
 from domain.icon import Icon
-from infra.settings import Settings
 from pipelines.derivatives import MediaStores, RenderJob, produce
 from pipelines.media_worker import service_context
 from pipelines.render import DEFAULT_PARAMS, RENDERER_VERSION, RenderParams
@@ -101,12 +100,9 @@ _STORES: MediaStores | None = None
 _IO: ThreadPoolExecutor | None = None
 
 
-def _init_worker(settings: Settings) -> None:
+def _init_worker(make_stores: Callable[[], MediaStores]) -> None:
     global _STORES, _IO  # noqa: PLW0603 - one set of clients per worker process
-    from infra.bootstrap import bootstrap
-
-    container = bootstrap(settings)
-    _STORES = MediaStores(container.private_store, container.public_store)
+    _STORES = make_stores()
     _IO = ThreadPoolExecutor(max_workers=8, thread_name_prefix="media-io")
 
 
@@ -134,7 +130,7 @@ Progress = Callable[[int, int], None]
 
 
 def rerender(
-    settings: Settings,
+    make_stores: Callable[[], MediaStores],
     bus: CommandBus,
     jobs: Iterable[RenderJob],
     *,
@@ -143,7 +139,9 @@ def rerender(
     renderer_version: str = RENDERER_VERSION,
     progress: Progress | None = None,
 ) -> Summary:
-    """Render ``jobs`` on ``workers`` processes (default: every core) and record the results."""
+    """Render ``jobs`` on ``workers`` processes (default: every core) and record the results.
+    Each worker process builds its own stores with ``make_stores``, which must pickle (a
+    module-level function, or a partial of one): the composition root provides it."""
     jobs = list(jobs)
     summary = Summary(selected=len(jobs))
     began = time.perf_counter()
@@ -153,7 +151,7 @@ def rerender(
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
-        initargs=(settings,),
+        initargs=(make_stores,),
     ) as pool:
         for n, done in enumerate(_completed(pool, jobs, params, renderer_version), start=1):
             if done.command is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import time
 import uuid
@@ -19,7 +20,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from infra.bootstrap import Container, bootstrap
+from infra.bootstrap import Container, bootstrap, media_stores
 from infra.cli.periodic import every
 from infra.logs import configure
 from infra.settings import Settings
@@ -270,7 +271,7 @@ def _rerender(args: argparse.Namespace) -> int:
                 bar.update(task, completed=done, total=total, rate=f"{rate:,.1f}")
 
             summary = rerender(
-                container.settings,
+                functools.partial(media_stores, container.settings),
                 container.bus,
                 jobs,
                 workers=args.workers,

@@ -6,6 +6,7 @@ are composed once their icons' derivatives exist."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import re
 import subprocess
@@ -27,7 +28,7 @@ from commands import messages as m
 from domain.family import Family
 from domain.icon import Icon
 from domain.icon_set import IconSet
-from infra.bootstrap import Container
+from infra.bootstrap import Container, media_stores
 from pipelines.derivatives import MediaStores, refusal_key
 from pipelines.media_worker import MediaWorker
 from pipelines.object_store import ObjectStore, PresignedPost
@@ -492,7 +493,7 @@ def test_rerender_renders_on_processes_resumes_and_re_renders_after_a_version_bu
     seen: list[tuple[int, int]] = []
 
     first = rerender(
-        container.settings,
+        functools.partial(media_stores, container.settings),
         container.bus,
         jobs,
         workers=2,
@@ -507,11 +508,23 @@ def test_rerender_renders_on_processes_resumes_and_re_renders_after_a_version_bu
     for icon_id in good:
         (event,) = recorded_with(container, icon_id, version)
         assert event.actor == "service:media"
-    again = rerender(container.settings, container.bus, jobs, workers=2, renderer_version=version)
+    again = rerender(
+        functools.partial(media_stores, container.settings),
+        container.bus,
+        jobs,
+        workers=2,
+        renderer_version=version,
+    )
     assert (again.rendered, again.skipped, again.outputs_written) == (0, 3, 0)
     assert all(len(recorded_with(container, i, version)) == 1 for i in good)
     bumped = _version()
-    third = rerender(container.settings, container.bus, jobs, workers=1, renderer_version=bumped)
+    third = rerender(
+        functools.partial(media_stores, container.settings),
+        container.bus,
+        jobs,
+        workers=1,
+        renderer_version=bumped,
+    )
     assert (third.rendered, third.skipped, third.outputs_written) == (3, 0, 21)
     assert all(len(recorded_with(container, i, bumped)) == 1 for i in good)
 
