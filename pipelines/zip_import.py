@@ -4,7 +4,7 @@ Whole-zip refusals (`ZipRefused`, 422): not a zip, too large, too many entries, 
 (declared sizes, the compression ratio of each entry, and the bytes actually produced while
 inflating, each against the limits), encrypted entries, path traversal, absolute paths,
 symlinks (unix mode in ``external_attr``), duplicate names, and a missing or invalid
-``manifest.json`` (JSON Schema: docs/schemas/import-manifest.json). Per-file problems (a file
+``manifest.json`` (JSON Schema: pipelines/schemas/import-manifest.json). Per-file problems (a file
 listed but absent, an SVG the policy refuses) are not refusals: they are reported per file.
 """
 
@@ -27,7 +27,7 @@ from jsonschema import Draft202012Validator
 from pipelines.errors import RefusalCode, ZipRefused
 
 MANIFEST_NAME = "manifest.json"
-MANIFEST_SCHEMA_PATH = Path(__file__).resolve().parent.parent / "docs/schemas/import-manifest.json"
+MANIFEST_SCHEMA_PATH = Path(__file__).with_name("schemas") / "import-manifest.json"
 _CHUNK = 64 * 1024
 _LOCAL_HEADER = struct.Struct("<4s5H3I2H")
 
@@ -204,7 +204,7 @@ def _compressed_bytes(raw: bytes, info: zipfile.ZipInfo) -> bytes:
 
 @functools.cache
 def manifest_validator() -> Draft202012Validator:
-    """The validator of the published manifest schema (docs/schemas/import-manifest.json)."""
+    """The validator of the published manifest schema (pipelines/schemas/import-manifest.json)."""
     schema = json.loads(MANIFEST_SCHEMA_PATH.read_text())
     return Draft202012Validator(schema)
 

@@ -34,6 +34,13 @@ def register(commands: Any) -> None:
     export.add_argument(
         "--check", action="store_true", help="only report (exit 1) when the files are not current"
     )
+    export.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="the checkout whose docs/events to check or write (default: this checkout; "
+        "needed when iconmarket runs from an installed wheel)",
+    )
     export.set_defaults(handler=_export)
 
 
@@ -91,8 +98,12 @@ def export(root: Path) -> Drift:
 
 
 def _export(args: argparse.Namespace) -> int:
+    root: Path = args.root if args.root is not None else REPO_ROOT
+    if not (root / EVENTS_DIR).is_dir():
+        print(f"{root / EVENTS_DIR} does not exist: pass --root <checkout>", file=sys.stderr)
+        return 2
     if args.check:
-        changes = drift(REPO_ROOT)
+        changes = drift(root)
         for label, paths in (
             ("stale", changes.stale),
             ("missing", changes.missing),
@@ -103,7 +114,7 @@ def _export(args: argparse.Namespace) -> int:
         if not changes.current:
             print("run `iconmarket schema export` to regenerate them", file=sys.stderr)
         return 0 if changes.current else 1
-    changes = export(REPO_ROOT)
+    changes = export(root)
     for path in changes.stale + changes.missing:
         print(f"wrote {path}")
     for path in changes.extra:
