@@ -113,12 +113,14 @@ HOLDS: Final = Verdict()
 class Sessions:
     """The session checks and the refresh-token families (see the module docstring).
 
-    ``redis`` is an asyncio client; ``truth`` reads an account's sessions version from the
-    event store (blocking: it runs in a thread)."""
+    ``connect`` makes an asyncio Redis client, once per event loop (an asyncio client's
+    connections belong to the loop that opened them: a second app on one container, as tests
+    run them, would otherwise fail every check); ``truth`` reads an account's sessions version
+    from the event store (blocking: it runs in a thread)."""
 
     def __init__(
         self,
-        redis: Any,
+        connect: Callable[[], Any],
         tokens: TokenService,
         truth: Callable[[str], int],
         *,
@@ -127,7 +129,8 @@ class Sessions:
         change_horizon_s: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._redis = redis
+        self._connect = connect
+        self._bound: tuple[asyncio.AbstractEventLoop, Any, Any, Any, Any] | None = None
         self.tokens = tokens
         self._truth = truth
         self._prefix = prefix
@@ -136,9 +139,31 @@ class Sessions:
         self._clock = clock
         self._versions: dict[str, tuple[float, int]] = {}
         self._families: dict[str, tuple[float, bool]] = {}
-        self._rotate = redis.register_script(_ROTATE)
-        self._revoke = redis.register_script(_REVOKE)
-        self._confirm = redis.register_script(_CONFIRM)
+
+    def _on_this_loop(self) -> tuple[Any, Any, Any, Any]:
+        """(client, rotate, revoke, confirm) of the running event loop."""
+        loop = asyncio.get_running_loop()
+        if self._bound is None or self._bound[0] is not loop:
+            client = self._connect()
+            scripts = (client.register_script(s) for s in (_ROTATE, _REVOKE, _CONFIRM))
+            self._bound = (loop, client, *scripts)
+        return self._bound[1:]
+
+    @property
+    def _redis(self) -> Any:
+        return self._on_this_loop()[0]
+
+    @property
+    def _rotate(self) -> Any:
+        return self._on_this_loop()[1]
+
+    @property
+    def _revoke(self) -> Any:
+        return self._on_this_loop()[2]
+
+    @property
+    def _confirm(self) -> Any:
+        return self._on_this_loop()[3]
 
     def account_key(self, account_id: str) -> str:
         return f"{self._prefix}:account:{account_id}"

@@ -240,16 +240,18 @@ class Container:
 
         # A client of its own: one immediate retry, so that a Redis that is down answers 503
         # at once instead of after the default client's backoff.
-        client = redis_async.Redis(
-            host=s.redis_host,
-            port=s.redis_port,
-            socket_timeout=s.health_timeout_s,
-            socket_connect_timeout=s.health_timeout_s,
-            max_connections=256,
-            retry=Retry(NoBackoff(), 1),
-        )
+        def connect() -> Any:
+            return redis_async.Redis(
+                host=s.redis_host,
+                port=s.redis_port,
+                socket_timeout=s.health_timeout_s,
+                socket_connect_timeout=s.health_timeout_s,
+                max_connections=256,
+                retry=Retry(NoBackoff(), 1),
+            )
+
         return Sessions(
-            client,
+            connect,
             self.tokens,
             lambda account_id: sessions_version_of(self.applications, account_id),
             prefix=s.sessions_prefix,
