@@ -849,7 +849,8 @@ def test_kill_9_of_each_process_loses_and_duplicates_nothing(
     kinds = Counter(s.kind for s in sent)
     assert {d.projection: d.left_count for d in diffs} == {
         "carts": kinds["open_cart"],
-        "customers": 4 * kinds["checkout"],  # its orders, the order, its library and its owner
+        # its orders, the order, its library, its entitlements and its library's owner
+        "customers": 5 * kinds["checkout"],
         "catalog": kinds["create_icon"] + 6,  # and the shop's 2 icons, 2 sets, 2 families
         "popularity": 1 + kinds["webhook"],  # the second icon (bought by all) and each library
     }

@@ -9,6 +9,7 @@ checkout with nothing of the checkout on its path.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -40,9 +41,15 @@ def test_the_wheel_installed_elsewhere_runs_and_generates_the_published_contract
 ) -> None:
     dist, venv, elsewhere = tmp_path / "dist", tmp_path / "venv", tmp_path / "elsewhere"
     elsewhere.mkdir()
-    _run(
-        sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", dist, REPO_ROOT, cwd=tmp_path
-    )
+    # Built from a copy of the tracked files: a build in the checkout leaves build/ behind,
+    # which ruff and mypy would then read as a second copy of every module.
+    source = tmp_path / "source"
+    tracked = _run("git", "ls-files", "-z", cwd=REPO_ROOT).split("\0")
+    for name in filter(None, tracked):
+        if (REPO_ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / name, source / name)
+    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", dist, source, cwd=tmp_path)
     [wheel] = dist.glob("iconmarket-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for data in ("projections/synonyms.txt", "pipelines/schemas/import-manifest.json"):
