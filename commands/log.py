@@ -19,6 +19,10 @@ from typing import Any, Protocol, TypeVar
 T = TypeVar("T")
 PAGE = 1_000
 
+Progress = Callable[[str, int, int], None]
+"""How long work over logs reports: (label, units done, units known so far). One type for the
+rebuild, the audit's replay, verify and export, the batch re-render and the CLI's bars."""
+
 Read = Callable[[int, int], Sequence[T]]
 """``read(after, limit)``: at most ``limit`` items with positions above ``after``, in order."""
 

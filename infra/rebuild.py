@@ -18,11 +18,11 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from commands.log import pages_of
+from commands.log import Progress, pages_of
 from infra.bootstrap import Container
 from infra.targets import Target
 from stream.envelope import Envelope, to_envelope
@@ -32,7 +32,6 @@ PAGE = 5_000
 SWITCH_WHEN_BEHIND = PAGE
 
 
-Progress = Callable[[int, int], None]  # (events applied so far, events known to replay)
 Page = TypeVar("Page")
 
 
@@ -97,6 +96,8 @@ def rebuild(
     contexts: Sequence[str],
     target: Target,
     progress: Progress | None = None,
+    *,
+    label: str = "rebuild",
 ) -> RebuildResult:
     began = time.perf_counter()
     new = target.create()
@@ -115,7 +116,7 @@ def rebuild(
                 applied += len(page)
                 passed += len(page)
                 if progress is not None:
-                    progress(applied, max(total, applied))
+                    progress(label, applied, max(total, applied))
         return passed
 
     while catch_up() >= SWITCH_WHEN_BEHIND:
@@ -135,6 +136,7 @@ def replay(
     until: Mapping[str, int],
     *,
     progress: Progress | None = None,
+    label: str = "replay",
 ) -> RebuildResult:
     """Replay each log up to its position in ``until`` (inclusive) into the new shadow target
     ``name`` (`Target.shadow`), without switching anything: an audit's picture of the read
@@ -150,6 +152,6 @@ def replay(
             reached[context] = page[-1].position
             applied += len(page)
             if progress is not None:
-                progress(applied, max(total, applied))
+                progress(label, applied, max(total, applied))
     target.settle(new)
     return RebuildResult(new, "", applied, time.perf_counter() - began, dict(reached))

@@ -28,7 +28,7 @@ from eventsourcing.utils import get_topic
 from commands import messages as m
 from commands.applications import ContextApplication
 from commands.bus import CommandBus
-from commands.log import pages_of
+from commands.log import Progress, pages_of
 from commands.results import CommandResult
 from domain.errors import DomainError, ErrorCode
 from domain.icon import Icon
@@ -126,9 +126,6 @@ def _render_one(job: RenderJob, params: RenderParams, renderer_version: str) -> 
 # --- the parent
 
 
-Progress = Callable[[int, int], None]
-
-
 def rerender(
     make_stores: Callable[[], MediaStores],
     bus: CommandBus,
@@ -161,7 +158,7 @@ def rerender(
                 recording.append((done, bus.submit(done.command, ctx)))
                 summary.outputs_written += done.rendered
             if progress is not None:
-                progress(n, len(jobs))
+                progress("rerender", n, len(jobs))
     for done, future in recording:
         _settle(summary, done, future)
     summary.seconds = time.perf_counter() - began

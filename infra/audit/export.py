@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from commands.log import Progress
 from infra.audit.history import LogFilter, matching_rows, sources
 from infra.bootstrap import Container
 from stream.envelope import encode, to_envelope
 
 PAGE = 5_000
-
-Progress = Callable[[str, int, int], None]  # (context, position reached, log head)
 
 
 def export(

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from psycopg.sql import SQL, Identifier
 
+from commands.log import Progress
 from infra.bootstrap import Container
-from infra.rebuild import Progress, RebuildResult, head, replay
+from infra.rebuild import RebuildResult, head, replay
 from infra.targets import RedisTarget, Target, shadow_index, shadow_of, target_for
 from stream.envelope import Envelope
 
@@ -96,7 +97,7 @@ def replay_all(
     projections: Sequence[Projection],
     name: str,
     until: Mapping[str, int],
-    progress: LabelledProgress | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, RebuildResult]:
     """Replay each projection into its shadow ``name`` (the catalog before popularity, which
     writes onto it); returns each one's result. ``progress`` gets the projection's name."""
@@ -109,16 +110,10 @@ def replay_all(
             target,
             name,
             until,
-            progress=None if progress is None else _labelled(progress, projection.name),
+            progress=progress,
+            label=projection.name,
         )
     return results
-
-
-LabelledProgress = Callable[[str, int, int], None]  # (projection, events applied, events known)
-
-
-def _labelled(progress: LabelledProgress, label: str) -> Progress:
-    return lambda done, total: progress(label, done, total)
 
 
 def _nothing(_event: Envelope) -> list[object]:

@@ -15,13 +15,13 @@ import hashlib
 import struct
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg.sql import SQL, Identifier
 
+from commands.log import Progress
 from infra.audit.chain import (
     CHECKPOINTS_TABLE,
     Sealing,
@@ -33,8 +33,6 @@ from infra.audit.chain import (
 
 BATCH = 20_000
 _POSITION = struct.Struct(">q")
-
-Progress = Callable[[str, int, int], None]  # (context, rows checked, rows to check)
 
 
 @dataclass(frozen=True)

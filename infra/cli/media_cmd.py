@@ -266,7 +266,7 @@ def _rerender(args: argparse.Namespace) -> int:
         with Progress(*columns, console=console) as bar:
             task = bar.add_task("rerender", total=len(jobs), rate="-")
 
-            def progress(done: int, total: int) -> None:
+            def progress(_label: str, done: int, total: int) -> None:
                 rate = done / max(time.perf_counter() - began, 1e-9)
                 bar.update(task, completed=done, total=total, rate=f"{rate:,.1f}")
 

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-LabelledProgress = Callable[[str, int, int], None]  # (label, events done, events known)
+from commands import log
 
 
 @contextmanager
-def event_progress(console: Console) -> Iterator[LabelledProgress]:
+def event_progress(console: Console) -> Iterator[log.Progress]:
     """A progress callback ``(label, done, total)`` showing one bar per label, with a rate."""
     columns = (
         TextColumn("[bold]{task.description}"),

@@ -181,7 +181,8 @@ def _rebuild(args: argparse.Namespace) -> int:
                 container,
                 spec.contexts,
                 target_for(spec.name, container.redis, container.opensearch),
-                lambda done, total: update(f"rebuild {spec.name}", done, total),
+                update,
+                label=f"rebuild {spec.name}",
             )
         print(
             f"{spec.name}: rebuilt {result.events} events into {result.new_target!r} in "

@@ -498,7 +498,7 @@ def test_rerender_renders_on_processes_resumes_and_re_renders_after_a_version_bu
         jobs,
         workers=2,
         renderer_version=version,
-        progress=lambda done, total: seen.append((done, total)),
+        progress=lambda label, done, total: seen.append((done, total)),
     )
 
     assert (first.selected, first.rendered, first.skipped, first.outputs_written) == (4, 3, 0, 21)
