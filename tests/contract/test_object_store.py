@@ -9,13 +9,8 @@ import httpx
 import pytest
 
 from infra.bootstrap import Container
-from pipelines.object_store import (
-    MemoryObjectStore,
-    ObjectNotFound,
-    ObjectStore,
-    PresignedPost,
-    S3ObjectStore,
-)
+from pipelines.object_store import ObjectNotFound, ObjectStore, PresignedPost, S3ObjectStore
+from tests.fakes.object_store import MemoryObjectStore
 from tests.support import create_scratch_bucket, drop_scratch_bucket
 
 

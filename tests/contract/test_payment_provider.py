@@ -18,11 +18,11 @@ from urllib.parse import parse_qs
 import pytest
 import stripe
 
-from commands.payments.fake import FakePaymentProvider
 from commands.payments.port import PaymentProvider, PaymentProviderUnavailable
 from domain.money import Money
 from infra.settings import Settings
 from infra.stripe_provider import StripePaymentProvider, build_stripe_provider
+from tests.fakes.payment_provider import FakePaymentProvider
 
 
 class RecordingClient(stripe.RequestsClient):

@@ -15,7 +15,6 @@ from commands.applications import Applications, build_applications
 from commands.bus import CommandBus
 from commands.errors import AggregateNotFound
 from commands.handlers.grants import icons_to_grant, sellable_members
-from commands.payments.fake import FakePaymentProvider
 from commands.payments.service import PaymentService
 from commands.payments.webhooks import ProviderEvent, handle_event
 from commands.routes import ROUTES
@@ -23,6 +22,7 @@ from commands.unit_of_work import UnitOfWork
 from domain.icon_set import IconSet
 from domain.library import Library
 from domain.order import Order, OrderStatus
+from tests.fakes.payment_provider import FakePaymentProvider
 from tests.support import SERVICE, Catalog, ctx, log_heads, published_catalog
 
 CUSTOMER = "bundle-cust"

@@ -14,7 +14,6 @@ from commands import messages as m
 from commands.applications import Applications, build_applications
 from commands.bus import CommandBus
 from commands.errors import AccessDenied
-from commands.payments.fake import FakePaymentProvider
 from commands.payments.port import (
     PaymentNotRefundable,
     PaymentProviderUnavailable,
@@ -31,6 +30,7 @@ from domain.money import Money
 from domain.order import Order, OrderStatus
 from domain.transaction import Transaction, TransactionStatus
 from infra.stripe_provider import CircuitBreaker
+from tests.fakes.payment_provider import FakePaymentProvider
 from tests.support import ctx, log_heads, published_catalog
 
 CUSTOMER = "cust-1"

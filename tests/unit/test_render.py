@@ -29,7 +29,6 @@ from pipelines.derivatives import (
     refusal_key,
 )
 from pipelines.media_worker import InlineRenderer, Lane, MediaWorker, RenderFailed
-from pipelines.object_store import MemoryObjectStore
 from pipelines.previews import choose, compose_grid, member_hash, preview_key
 from pipelines.render import (
     RENDERER_VERSION,
@@ -45,6 +44,7 @@ from pipelines.render_pool import RenderStalled, RenderTimedOut
 from stream.consumer import Delivery
 from stream.envelope import Envelope, encode, to_envelope
 from stream.failures import is_transient
+from tests.fakes.object_store import MemoryObjectStore
 from tests.support import ctx
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"

@@ -15,9 +15,9 @@ from commands.routes import ROUTES
 from domain.errors import InvariantViolated
 from domain.icon import Icon
 from pipelines.errors import MediaRefused, SvgRefused
-from pipelines.object_store import MemoryObjectStore
 from pipelines.svg_ingest import SvgIngestion, incoming_key
 from pipelines.svg_policy import SvgLimits, sanitise_svg
+from tests.fakes.object_store import MemoryObjectStore
 from tests.support import ctx
 
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><circle r="4"/></svg>'

@@ -21,10 +21,10 @@ from domain.errors import IllegalTransition
 from domain.icon_import import ImportStatus
 from pipelines.errors import ZipRefused
 from pipelines.import_batch import ZipImporter, staged_zip_key
-from pipelines.object_store import MemoryObjectStore
 from pipelines.svg_ingest import SvgIngestion
 from pipelines.svg_policy import SvgLimits
 from pipelines.zip_import import ManifestIcon, ZipLimits, parse_manifest, read_batch
+from tests.fakes.object_store import MemoryObjectStore
 from tests.support import ctx
 
 CORPUS = Path(__file__).resolve().parent.parent / "fixtures" / "malicious"
