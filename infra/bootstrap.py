@@ -57,15 +57,9 @@ class Container:
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
-        s = self.settings
+        # One immediate retry: a dropped pooled connection heals, a dead server shows at once.
         return redis_lib.Redis(
-            host=s.redis_host,
-            port=s.redis_port,
-            socket_timeout=s.health_timeout_s,
-            socket_connect_timeout=s.health_timeout_s,
-            max_connections=64,
-            # One immediate retry: a dropped pooled connection heals, a dead server shows at once.
-            retry=Retry(NoBackoff(), 1),
+            **_redis_options(self.settings), max_connections=64, retry=Retry(NoBackoff(), 1)
         )
 
     @cached_property
@@ -73,14 +67,7 @@ class Container:
         """An asyncio Redis client for the API's queries, pooled for its concurrency."""
         import redis.asyncio as redis_async
 
-        s = self.settings
-        return redis_async.Redis(
-            host=s.redis_host,
-            port=s.redis_port,
-            socket_timeout=s.health_timeout_s,
-            socket_connect_timeout=s.health_timeout_s,
-            max_connections=256,
-        )
+        return redis_async.Redis(**_redis_options(self.settings), max_connections=256)
 
     @cached_property
     def opensearch(self) -> Any:
@@ -242,12 +229,7 @@ class Container:
         # at once instead of after the default client's backoff.
         def connect() -> Any:
             return redis_async.Redis(
-                host=s.redis_host,
-                port=s.redis_port,
-                socket_timeout=s.health_timeout_s,
-                socket_connect_timeout=s.health_timeout_s,
-                max_connections=256,
-                retry=Retry(NoBackoff(), 1),
+                **_redis_options(s), max_connections=256, retry=Retry(NoBackoff(), 1)
             )
 
         return Sessions(
@@ -308,6 +290,16 @@ class Container:
         self.__dict__.pop("stripe", None)
         self.__dict__.pop("payments", None)
         self.__dict__.pop("payment_provider", None)
+
+
+def _redis_options(s: Settings) -> dict[str, Any]:
+    """Where Redis is and how long to wait for it, for every client the container builds."""
+    return {
+        "host": s.redis_host,
+        "port": s.redis_port,
+        "socket_timeout": s.health_timeout_s,
+        "socket_connect_timeout": s.health_timeout_s,
+    }
 
 
 def media_stores(settings: Settings) -> MediaStores:
